@@ -1,0 +1,425 @@
+r"""BANSA: Bayesian Active Noise Selection via Attention. The math, written once.
+
+Notation (see ``shared/docs/METHOD.md``): an attention map ``A`` has shape
+``(..., Nq, Nk)``; each row ``A[i]`` is a categorical distribution over keys. With K
+stochastic samples ``A^(1..K)`` of the same map,
+
+.. math::
+    \mathrm{BANSA} = H\Big(\tfrac1K\sum_k A^{(k)}\Big) - \tfrac1K\sum_k H\big(A^{(k)}\big),
+    \qquad H(A) = \operatorname{mean}_i\Big(-\sum_j A_{ij}\log A_{ij}\Big)
+
+in nats. Per row it is the generalised Jensen-Shannon divergence of the K samples:
+>= 0, and 0 exactly when the samples agree.
+
+Samples here come from Bernoulli masks of one map: ``A^(k) = RowNormalise(A * m_k)``
+with ``m_k`` i.i.d. ``Bernoulli(1 - drop_prob)`` (``drop_prob`` is the probability of
+*dropping* an entry; our reading of the paper's p).
+
+Random numbers. A mask entry is a fixed function of ``(seed, salt, head, row, key,
+sample)`` (a counter-based hash, :func:`keep_masks`), not of the order in which entries
+are drawn. So the same seed gives the same masks to every candidate noise (common random
+numbers: ranking candidates does not depend on mask noise drawn differently per
+candidate), and a chunked computation sees exactly the masks of the full one.
+
+Empty rows (every nonzero entry of a row dropped) have no renormalisation. **Our
+choice:** such a row keeps its unmasked probabilities for that sample (it adds nothing
+to the divergence) and is counted in ``empty_rows``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+#: Rows whose masked mass is below this are "empty" (see module docstring).
+EMPTY_ROW_MASS = 1e-12
+#: Default probability-sum tolerance when checking that rows are distributions.
+ROW_SUM_ATOL = 1e-3
+#: Bits of the hash used per mask entry; ``drop_prob`` is quantised to 1 / 2**16.
+_MASK_BITS = 16
+
+
+# ------------------------------------------------------------------------------------------
+# Validation
+# ------------------------------------------------------------------------------------------
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(
+            f"k (number of stochastic samples) must be an integer >= 2, got {k!r}: "
+            "with K = 1 BANSA is 0 for every input"
+        )
+    return k
+
+
+def check_drop_prob(drop_prob) -> float:
+    try:
+        ok = 0.0 < float(drop_prob) < 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"drop_prob must be a number in the open interval (0, 1), got {drop_prob!r}")
+    return float(drop_prob)
+
+
+def check_probabilities(attn: torch.Tensor, atol: float = ROW_SUM_ATOL, name: str = "attention") -> torch.Tensor:
+    """Return ``attn`` as float32 after checking it holds row distributions.
+
+    Raises ``ValueError`` for non-finite entries, negative entries, or rows whose sum is
+    not 1 within ``atol`` (naming the worst row sum found). For half-precision input the
+    tolerance is widened to 4 ulps of its dtype (a bfloat16 softmax sums to 1 +- 4e-3).
+    """
+    if attn.is_floating_point():
+        atol = max(atol, 4 * torch.finfo(attn.dtype).eps)
+    a = attn.float()
+    if a.dim() < 2:
+        raise ValueError(f"{name} must have shape (..., Nq, Nk), got {tuple(attn.shape)}")
+    if not torch.isfinite(a).all():
+        bad = (~torch.isfinite(a)).sum().item()
+        raise ValueError(f"{name} has {bad} non-finite entries (NaN or inf); all entries must be finite")
+    if (a < 0).any():
+        raise ValueError(f"{name} has negative entries (min {a.min().item():.3g}); probabilities must be >= 0")
+    sums = a.sum(-1)
+    err = (sums - 1).abs()
+    if (err > atol).any():
+        worst = sums.flatten()[err.flatten().argmax()].item()
+        raise ValueError(f"{name} rows must sum to 1 within {atol}; found a row summing to {worst:.6g}")
+    return a
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} has non-finite entries (NaN or inf); all entries must be finite")
+
+
+# ------------------------------------------------------------------------------------------
+# Entropy and the BALD form
+# ------------------------------------------------------------------------------------------
+def row_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each row: ``(..., Nk) -> (...)``. ``0 log 0 = 0`` (no NaN, no log 0).
+
+    Half-precision input is computed in float32; float64 stays float64.
+    """
+    p = probs if probs.dtype == torch.float64 else probs.float()
+    return 0.0 - torch.special.xlogy(p, p).sum(-1)  # 0 - x, not -x: no "-0.0"
+
+
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """``H(A)``: mean row entropy of attention maps, ``(..., Nq, Nk) -> (...)``, nats."""
+    return row_entropy(attn).mean(-1)
+
+
+def bansa_rows_from_samples(samples: torch.Tensor) -> torch.Tensor:
+    """Per-row BANSA of K explicit samples: ``(K, ..., Nq, Nk) -> (..., Nq)``, nats.
+
+    ``H(mean_k A^(k)) - mean_k H(A^(k))`` per row: the generalised Jensen-Shannon
+    divergence. Computed in float64 (this is the reference form), returned as float32;
+    clamped at 0 against float rounding (it is >= 0 mathematically).
+    """
+    if samples.dim() < 3:
+        raise ValueError(f"samples must have shape (K, ..., Nq, Nk), got {tuple(samples.shape)}")
+    check_k(samples.shape[0])
+    s = samples.double()
+    return (row_entropy(s.mean(0)) - row_entropy(s).mean(0)).clamp_min(0.0).float()
+
+
+def bansa_from_samples(samples: torch.Tensor) -> torch.Tensor:
+    """BANSA of K explicit samples ``(K, ..., Nq, Nk) -> (...)``: the exact BALD form, nats."""
+    return bansa_rows_from_samples(samples).mean(-1)
+
+
+def bansa_mc_dropout(sample_attention: Callable[[int], torch.Tensor], k: int = 10) -> torch.Tensor:
+    """Reference BANSA from K separate stochastic forward computations (MC dropout).
+
+    ``sample_attention(i)`` runs the i-th stochastic computation (e.g. a forward pass with
+    dropout active) and returns its attention map ``(..., Nq, Nk)``. Returns ``(...)``.
+    """
+    check_k(k)
+    return bansa_from_samples(torch.stack([check_probabilities(sample_attention(i)) for i in range(k)]))
+
+
+# ------------------------------------------------------------------------------------------
+# Counter-based Bernoulli masks
+# ------------------------------------------------------------------------------------------
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
+_M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_M2 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+def _wrap64(x: int) -> int:
+    """A Python int reduced to the signed int64 range (two's complement wrap)."""
+    return ((x + 2**63) % 2**64) - 2**63
+
+
+def _lsr(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix64(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic)."""
+    x = (x ^ _lsr(x, 30)) * _M1
+    x = (x ^ _lsr(x, 27)) * _M2
+    return x ^ _lsr(x, 31)
+
+
+def seed_from_generator(generator: torch.Generator | None) -> int:
+    """Draw one 62-bit mask seed from ``generator`` (torch's global RNG if None)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def keep_masks(
+    k: int, heads: torch.Tensor, rows: torch.Tensor, num_keys: int, drop_prob: float, seed: int, salt: int = 0
+) -> torch.Tensor:
+    """Bernoulli keep-masks ``(K, G, R, Nk)`` (bool, True = keep) for heads ``(G,)`` and rows ``(R,)``.
+
+    Entry ``[s, g, r, j]`` is a fixed function of ``(seed, salt, heads[g], rows[r], j, s)``;
+    it is kept with probability ``1 - drop_prob`` (quantised to 1/65536).
+    """
+    check_k(k)
+    drop_prob = check_drop_prob(drop_prob)
+    base = int(_mix64(torch.tensor([_wrap64(seed * 0x2545F491 + salt)], dtype=torch.int64)).item())
+    row_key = _mix64(base + heads.to(torch.int64)[:, None] * _GOLDEN + rows.to(torch.int64)[None, :])  # (G, R)
+    cols = torch.arange(num_keys, dtype=torch.int64) * _M1
+    threshold = int(round(drop_prob * (1 << _MASK_BITS)))
+    per_hash = 64 // _MASK_BITS
+    out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool)
+    for c in range((k + per_hash - 1) // per_hash):
+        bits = _mix64(_mix64(row_key[:, :, None] + cols) + _wrap64(c * _GOLDEN))
+        for b in range(per_hash):
+            s = c * per_hash + b
+            if s >= k:
+                break
+            out[s] = (_lsr(bits, b * _MASK_BITS) & ((1 << _MASK_BITS) - 1)) >= threshold
+    return out
+
+
+def _masked_sample(probs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Bernoulli sample ``RowNormalise(A * m)`` with the empty-row guard. Returns (sample, empty)."""
+    masked = probs * keep
+    mass = masked.sum(-1, keepdim=True)
+    empty = mass <= EMPTY_ROW_MASS
+    sample = torch.where(empty, probs, masked / mass.clamp_min(EMPTY_ROW_MASS))
+    return sample, empty.squeeze(-1)
+
+
+def _bansa_rows_block(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BANSA rows of one block without forming the K samples.
+
+    probs: ``(B, G, R, Nk)`` float32 attention rows; masks: ``(K, G, R, Nk)`` float32
+    keep-masks shared by the B batch entries. Returns rows ``(B, G, R)`` and empty-row
+    counts ``(B, G)``.
+
+    With ``Z_k = sum_j m_kj a_j`` and ``S_k = sum_j m_kj a_j log a_j``, the k-th sample's
+    entropy is ``log Z_k - S_k / Z_k`` and the mean sample is ``a * (1/K) sum_k m_k / Z_k``;
+    both K-sums are batched matmuls. An empty sample (``Z_k`` ~ 0) is ``a`` itself.
+    """
+    k = masks.shape[0]
+    alog = torch.special.xlogy(probs, probs)
+    z = torch.einsum("kgrn,bgrn->kbgr", masks, probs)
+    s = torch.einsum("kgrn,bgrn->kbgr", masks, alog)
+    is_empty = z <= EMPTY_ROW_MASS
+    z_safe = torch.where(is_empty, torch.ones_like(z), z)
+    s_full = alog.sum(-1)  # -H(a) per row, used for empty samples
+    sample_entropy = torch.where(is_empty, -s_full.unsqueeze(0), torch.log(z_safe) - s / z_safe)
+    inv_z = torch.where(is_empty, torch.zeros_like(z), 1.0 / z_safe)
+    weight = torch.einsum("kgrn,kbgr->bgrn", masks, inv_z) + is_empty.sum(0).unsqueeze(-1)
+    rows = (row_entropy(probs * (weight / k)) - sample_entropy.mean(0)).clamp_min(0.0)
+    return rows, is_empty.sum((0, 3))
+
+
+class _MaskCache:
+    """Byte-bounded cache of keep-mask blocks (they depend only on their arguments)."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes = max_bytes
+        self._store: dict = {}
+        self._bytes = 0
+
+    def get(self, k, heads: range, rows: torch.Tensor, num_keys, drop_prob, seed, salt) -> torch.Tensor:
+        key = (k, heads.start, heads.stop, rows.numpy().tobytes(), num_keys, drop_prob, seed, salt)
+        hit = self._store.get(key)
+        if hit is not None:
+            return hit
+        masks = keep_masks(k, torch.arange(heads.start, heads.stop), rows, num_keys, drop_prob, seed, salt).float()
+        size = masks.numel() * masks.element_size()
+        if size <= self.max_bytes:
+            while self._bytes + size > self.max_bytes and self._store:
+                old = self._store.pop(next(iter(self._store)))
+                self._bytes -= old.numel() * old.element_size()
+            self._store[key] = masks
+            self._bytes += size
+        return masks
+
+    def clear(self):
+        self._store.clear()
+        self._bytes = 0
+
+
+MASK_CACHE = _MaskCache()
+
+
+# ------------------------------------------------------------------------------------------
+# Scores of whole maps
+# ------------------------------------------------------------------------------------------
+@dataclass
+class BansaRows:
+    """Per-row BANSA of a batch of attention maps.
+
+    rows: ``(*lead, Nq)`` float32, nats, per query row scored.
+    empty_rows: ``(*lead,)`` int64, how many (row, sample) pairs lost all their mass.
+    """
+
+    rows: torch.Tensor
+    empty_rows: torch.Tensor
+
+    @property
+    def score(self) -> torch.Tensor:
+        """Mean over rows: ``(*lead,)``."""
+        return self.rows.mean(-1)
+
+
+def bernoulli_samples(
+    attn: torch.Tensor, k: int = 10, drop_prob: float = 0.2, generator: torch.Generator | None = None,
+    seed: int | None = None, salt: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K Bernoulli-masked, renormalised samples of attention maps ``(..., Nq, Nk)``.
+
+    Returns ``(samples (K, ..., Nq, Nk), empty_rows (...))``. The mask seed is ``seed`` or,
+    if None, drawn from ``generator``. Masks depend on (head, row, key) only, the head
+    being the index along dimension -3 (0 for a single map): every earlier (batch)
+    dimension shares them, as in :func:`bansa_chunked`.
+    """
+    probs = check_probabilities(attn)
+    check_k(k)
+    check_drop_prob(drop_prob)
+    seed = seed_from_generator(generator) if seed is None else int(seed)
+    nq, nk = probs.shape[-2:]
+    heads = probs.shape[-3] if probs.dim() >= 3 else 1
+    masks = keep_masks(k, torch.arange(heads), torch.arange(nq), nk, drop_prob, seed, salt)  # (K, H, Nq, Nk)
+    if probs.dim() == 2:
+        masks = masks[:, 0]
+    else:
+        masks = masks.view(k, *([1] * (probs.dim() - 3)), heads, nq, nk)
+    samples, empty = _masked_sample(probs.unsqueeze(0), masks)
+    return samples, empty.sum((0, -1))
+
+
+def bansa_bernoulli(
+    attn: torch.Tensor, k: int = 10, drop_prob: float = 0.2, generator: torch.Generator | None = None,
+    seed: int | None = None, salt: int = 0,
+) -> BansaRows:
+    """Naive Bernoulli BANSA of full attention maps ``(..., Nq, Nk)`` (all K samples in memory)."""
+    samples, empty = bernoulli_samples(attn, k, drop_prob, generator, seed, salt)
+    return BansaRows(rows=bansa_rows_from_samples(samples), empty_rows=empty)
+
+
+def bansa_chunked(
+    query: torch.Tensor | None = None,
+    key: torch.Tensor | None = None,
+    *,
+    logits: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None,
+    scale: float | None = None,
+    attn_mask: torch.Tensor | None = None,
+    k: int = 10,
+    drop_prob: float = 0.2,
+    seed: int = 0,
+    salt: int = 0,
+    query_rows: slice | torch.Tensor | None = None,
+    block_rows: int = 8192,
+    accumulate_dtype: torch.dtype = torch.float64,
+) -> BansaRows:
+    """Bernoulli BANSA of one attention call, never holding more than one block of rows.
+
+    Give either ``query`` ``(B, H, Nq, D)`` and ``key`` ``(B, H, Nk, D)`` (probabilities are
+    ``softmax(q k^T * scale + attn_mask)``, ``scale`` defaulting to ``D ** -0.5`` as in
+    ``F.scaled_dot_product_attention``; a bool ``attn_mask`` marks allowed keys), or
+    ``logits`` ``(B, H, Nq, Nk)``, or ``probs`` ``(B, H, Nq, Nk)``.
+
+    Rows are processed ``block_rows`` at a time (across batch entries and heads), so peak
+    memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
+    buffers, whatever Nq. Mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most).
+    Masks are indexed by (head, row, key) only, not by batch index: every batch entry
+    (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
+    same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
+
+    ``query_rows`` selects which query rows are scored (e.g. video tokens only).
+    ``accumulate_dtype``: the block's sums and entropies are computed in this dtype
+    (float64 by default: BANSA is a difference of two entropies of ~log Nk nats, and
+    float32 loses ~1e-6 of it; float32 is about 1.4x faster on CPU).
+    Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
+    """
+    check_k(k)
+    check_drop_prob(drop_prob)
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    given = [x is not None for x in ((query, key), logits, probs)]
+    given[0] = query is not None or key is not None
+    if sum(given) != 1 or (given[0] and (query is None or key is None)):
+        raise ValueError("give exactly one of: query and key, logits, probs")
+    src = probs if probs is not None else logits if logits is not None else query
+    if src.dim() != 4:
+        raise ValueError(f"expected 4-d (B, H, Nq, ...) tensors, got shape {tuple(src.shape)}")
+    b, h, nq = src.shape[:3]
+    nk = key.shape[2] if query is not None else src.shape[3]
+    if query is not None:
+        _check_finite(query, "query")
+        _check_finite(key, "key")
+        scale = query.shape[-1] ** -0.5 if scale is None else scale
+    elif logits is not None:
+        _check_finite(logits, "logits")
+    else:
+        check_probabilities(probs, name="probs")
+
+    if attn_mask is not None:
+        try:
+            attn_mask = attn_mask.expand(b, h, nq, nk)  # a view: nothing is allocated
+        except RuntimeError:
+            raise ValueError(
+                f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to (B, H, Nq, Nk) = {(b, h, nq, nk)}"
+            ) from None
+
+    if query_rows is None:
+        rows_idx = torch.arange(nq)
+    elif isinstance(query_rows, slice):
+        rows_idx = torch.arange(nq)[query_rows]
+    else:
+        rows_idx = torch.as_tensor(query_rows, dtype=torch.int64)
+    if rows_idx.numel() == 0:
+        raise ValueError("query_rows selects no rows")
+    nr = rows_idx.numel()
+
+    # a block is batch_per_block x heads_per_block x rows_per_block attention rows
+    rows_per_block = min(nr, block_rows)
+    heads_per_block = max(1, min(h, block_rows // rows_per_block))
+    batch_per_block = max(1, min(b, block_rows // (rows_per_block * heads_per_block)))
+    out = torch.empty(b, h, nr)
+    empty = torch.zeros(b, h, dtype=torch.int64)
+    for h0 in range(0, h, heads_per_block):
+        heads = range(h0, min(h, h0 + heads_per_block))
+        hs = slice(heads.start, heads.stop)
+        for r0 in range(0, nr, rows_per_block):
+            rsel = rows_idx[r0 : r0 + rows_per_block]
+            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt)
+            for b0 in range(0, b, batch_per_block):
+                bs = slice(b0, min(b, b0 + batch_per_block))
+                p = _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
+                rows, e = _bansa_rows_block(p.to(accumulate_dtype), masks.to(accumulate_dtype))
+                out[bs, hs, r0 : r0 + rows_per_block] = rows.float()
+                empty[bs, hs] += e
+    return BansaRows(rows=out, empty_rows=empty)
+
+
+def _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:
+    """Attention probabilities ``(b, G, R, Nk)`` of batch slice ``bs``, heads ``hs``, rows ``rsel``, float32."""
+    if probs is not None:
+        return probs[bs, hs][:, :, rsel].float()
+    if logits is not None:
+        z = logits[bs, hs][:, :, rsel].float()
+    else:
+        z = torch.matmul(query[bs, hs][:, :, rsel].float(), key[bs, hs].float().transpose(-1, -2)) * scale
+    if attn_mask is not None:
+        m = attn_mask[bs, hs][:, :, rsel]
+        z = z.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else z + m.float()
+    return torch.softmax(z, dim=-1)

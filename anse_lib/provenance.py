@@ -1,0 +1,106 @@
+"""Atomic file writes and SHA-256 manifests: nothing half-written, everything traceable.
+
+A manifest (``MANIFEST.json``) records, for a folder of results or weights, the SHA-256
+of every file, the command and config that made them, and when. Loading checks it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+MANIFEST_NAME = "MANIFEST.json"
+
+
+class ChecksumError(RuntimeError):
+    """A file's SHA-256 does not match the one its manifest records."""
+
+
+def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_bytes), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def command_line() -> str:
+    """The command that is running now, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        argv[0] = "python -m " + Path(argv[0]).parent.name
+    return " ".join(argv)
+
+
+def write_manifest(folder: str | os.PathLike, command: str, config: dict, extra: dict | None = None) -> dict:
+    """Hash every file below ``folder`` (except the manifest) and write ``MANIFEST.json``."""
+    folder = Path(folder)
+    files = {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME and not p.name.endswith(".partial")
+    }
+    manifest = {
+        "command": command,
+        "config": config,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "files": files,
+        **(extra or {}),
+    }
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not a folder written by anse_lib")
+    return json.loads(path.read_text())
+
+
+def verify_manifest(folder: str | os.PathLike) -> dict:
+    """Check every file's SHA-256 against the manifest; raise :class:`ChecksumError` on mismatch."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    for rel, expected in manifest["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            raise ChecksumError(f"{p} is listed in {folder / MANIFEST_NAME} but missing")
+        got = sha256_file(p)
+        if got != expected:
+            raise ChecksumError(
+                f"SHA-256 mismatch for {p}: manifest says {expected}, file has {got}. "
+                "The file was changed or corrupted; restore it from git (git checkout -- data/)."
+            )
+    return manifest
+
+
+def model_hash(folder: str | os.PathLike) -> str:
+    """One SHA-256 naming a whole saved model: the hash of its manifest's file table."""
+    files = read_manifest(folder)["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,122 @@
+"""Pictures for the workbook: attention rows, videos as film strips and inline GIFs.
+
+Every figure a notebook shows is also written to ``figures/`` with :func:`save_figure`.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+FIGURES_DIR = Path(__file__).resolve().parents[1] / "figures"
+
+
+def save_figure(fig: matplotlib.figure.Figure, name: str, folder: str | os.PathLike = FIGURES_DIR, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``folder/name.png`` atomically (no timestamp metadata) and return the path."""
+    if not name or "/" in name or name.endswith(".png"):
+        raise ValueError(f"figure name must be a bare name without '/' or '.png', got {name!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_rows(rows: torch.Tensor, titles: list[str] | None = None, axes=None, color="C0"):
+    """Bar chart of each attention row ``(R, Nk)`` as a distribution over keys."""
+    rows = torch.as_tensor(rows).float()
+    if axes is None:
+        _, axes = plt.subplots(1, rows.shape[0], figsize=(3.2 * rows.shape[0], 2.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    for i, (ax, row) in enumerate(zip(axes, rows)):
+        ax.bar(np.arange(row.numel()), row.numpy(), color=color, width=0.85)
+        ax.set_xlabel("key j")
+        if titles:
+            ax.set_title(titles[i], fontsize=10)
+    axes[0].set_ylabel("A[i, j]")
+    return axes
+
+
+def to_uint8_frames(video) -> np.ndarray:
+    """A video as uint8 frames ``(F, H, W, 3)``.
+
+    Accepts ``(F, H, W, 3)`` in [0, 1] (a pipeline's ``np`` output) or a tensor
+    ``(F, 3, H, W)`` in [-1, 1] (rendered / latent layout).
+    """
+    v = video.detach().cpu().float().numpy() if isinstance(video, torch.Tensor) else np.asarray(video, dtype=np.float32)
+    if v.ndim != 4:
+        raise ValueError(f"a video must be 4-d (F, H, W, 3) or (F, 3, H, W), got shape {v.shape}")
+    if v.shape[-1] != 3 and v.shape[1] == 3:
+        v = (v.transpose(0, 2, 3, 1) + 1) / 2
+    return (np.clip(v, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def gif_bytes(video, scale: int = 8, fps: int = 4) -> bytes:
+    """An animated, looping GIF of a video, each pixel blown up to ``scale x scale``."""
+    from PIL import Image
+
+    frames = to_uint8_frames(video).repeat(scale, axis=1).repeat(scale, axis=2)
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def save_gif(video, name: str, folder: str | os.PathLike = FIGURES_DIR, **kw) -> Path:
+    from .provenance import atomic_write_bytes
+
+    path = Path(folder) / f"{name}.gif"
+    atomic_write_bytes(path, gif_bytes(video, **kw))
+    return path
+
+
+def videos_html(videos, captions: list[str] | None = None, scale: int = 6, fps: int = 4, per_row: int = 8):
+    """Inline animated GIFs with captions, for a notebook (an ``IPython.display.HTML``)."""
+    from IPython.display import HTML
+
+    cells = []
+    for i, v in enumerate(videos):
+        b64 = base64.b64encode(gif_bytes(v, scale=scale, fps=fps)).decode()
+        cap = captions[i] if captions else ""
+        cells.append(
+            f'<div style="display:inline-block;margin:4px;text-align:center;vertical-align:top;'
+            f'font-size:11px;width:{16 * scale + 8}px"><img src="data:image/gif;base64,{b64}"/><br>{cap}</div>'
+        )
+    rows = ["".join(cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+    return HTML("<div>" + "<br>".join(rows) + "</div>")
+
+
+def film_strips(videos, labels: list[str] | None = None, title: str | None = None, frame_step: int = 1):
+    """A static figure: one row per video, its frames left to right."""
+    frames = [to_uint8_frames(v)[::frame_step] for v in videos]
+    n, f = len(frames), frames[0].shape[0]
+    fig, axes = plt.subplots(n, f, figsize=(f * 0.9, n * 0.95 + (0.3 if title else 0)), squeeze=False)
+    for r in range(n):
+        for c in range(f):
+            ax = axes[r, c]
+            ax.imshow(frames[r][c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={c * frame_step}", fontsize=8)
+        if labels:
+            axes[r, 0].set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,233 @@
+"""Properties of the BANSA core (anse_lib.bansa)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anse_lib import bansa as B
+
+
+def random_attention(shape, seed=0, temperature=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(shape, generator=g) / temperature, dim=-1)
+
+
+def qk(b=2, h=3, nq=20, nk=24, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, h, nq, d, generator=g), torch.randn(b, h, nk, d, generator=g)
+
+
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(2, 9))
+
+
+# --- the exact BALD form ------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, k=st.integers(2, 6), seed=st.integers(0, 10_000))
+def test_bansa_nonnegative(shape, k, seed):
+    samples = random_attention((k, *shape), seed)
+    assert (B.bansa_rows_from_samples(samples) >= 0).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, k=st.integers(2, 6), seed=st.integers(0, 10_000))
+def test_bansa_zero_when_samples_equal(shape, k, seed):
+    one = random_attention(shape, seed)
+    samples = one.expand(k, *shape)
+    assert torch.allclose(B.bansa_from_samples(samples), torch.zeros(shape[:-2]), atol=1e-7)
+
+
+def test_bansa_positive_when_samples_differ():
+    samples = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # K=2, one row each
+    assert B.bansa_from_samples(samples).item() == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_hand_computed_2x3_example():
+    # K = 2 samples of a 2-row, 3-key map.
+    s1 = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    s2 = torch.tensor([[0.5, 0.0, 0.5], [1.0, 0.0, 0.0]])
+    # row 0: mean = (0.5, 0.25, 0.25): H = 1.5 ln 2; each sample H = ln 2 -> JSD = 0.5 ln 2
+    # row 1: identical samples -> 0.  BANSA = mean over rows = 0.25 ln 2
+    rows = B.bansa_rows_from_samples(torch.stack([s1, s2]))
+    assert rows.tolist() == pytest.approx([0.5 * math.log(2), 0.0], abs=1e-7)
+    assert B.bansa_from_samples(torch.stack([s1, s2])).item() == pytest.approx(0.25 * math.log(2), abs=1e-7)
+    assert B.attention_entropy(s1).item() == pytest.approx(0.5 * math.log(2), abs=1e-7)
+
+
+def test_row_entropy_safe_at_zero():
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    h = B.row_entropy(p)
+    assert torch.isfinite(h).all()
+    assert h.tolist() == pytest.approx([0.0, math.log(2)], abs=1e-7)
+
+
+# --- Bernoulli masks ----------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 3), nq=st.integers(1, 6), nk=st.integers(2, 12), seed=st.integers(0, 10_000))
+def test_invariant_to_permuting_keys_jointly_with_masks(h, nq, nk, seed):
+    attn = random_attention((h, nq, nk), seed)
+    masks = B.keep_masks(4, torch.arange(h), torch.arange(nq), nk, 0.3, seed).float()
+    perm = torch.randperm(nk, generator=torch.Generator().manual_seed(seed))
+    rows, _ = B._bansa_rows_block(attn[None].double(), masks.double())
+    rows_p, _ = B._bansa_rows_block(attn[None][..., perm].double(), masks[..., perm].double())
+    assert torch.allclose(rows, rows_p, atol=1e-10)
+    # and the explicit-samples form agrees with the streamed block form
+    samples, _ = B._masked_sample(attn.unsqueeze(0), masks.bool())
+    assert torch.allclose(B.bansa_rows_from_samples(samples).double(), rows[0], atol=1e-6)
+
+
+def test_keep_fraction_matches_drop_prob():
+    for p in (0.2, 0.5, 0.8):
+        m = B.keep_masks(10, torch.arange(4), torch.arange(64), 256, p, seed=3)
+        assert m.float().mean().item() == pytest.approx(1 - p, abs=0.01)
+
+
+def test_masks_are_a_function_of_their_coordinates():
+    full = B.keep_masks(5, torch.arange(4), torch.arange(30), 17, 0.2, seed=11, salt=2)
+    part = B.keep_masks(5, torch.tensor([2, 3]), torch.tensor([7, 8, 29]), 17, 0.2, seed=11, salt=2)
+    assert torch.equal(full[:, 2:4][:, :, [7, 8, 29]], part)
+    other_salt = B.keep_masks(5, torch.arange(4), torch.arange(30), 17, 0.2, seed=11, salt=3)
+    assert not torch.equal(full, other_salt)
+
+
+def test_same_generator_seed_bit_identical():
+    attn = random_attention((2, 3, 10, 12))
+    r1 = B.bansa_bernoulli(attn, k=6, generator=torch.Generator().manual_seed(5))
+    r2 = B.bansa_bernoulli(attn, k=6, generator=torch.Generator().manual_seed(5))
+    r3 = B.bansa_bernoulli(attn, k=6, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(r1.rows, r2.rows)
+    assert not torch.equal(r1.rows, r3.rows)
+    q, k = qk()
+    c1, c2 = (B.bansa_chunked(q, k, k=6, seed=9, block_rows=7) for _ in range(2))
+    assert torch.equal(c1.rows, c2.rows)
+
+
+def test_empty_rows_guarded_and_counted():
+    # one-hot rows lose all their mass whenever their single key is dropped
+    attn = torch.eye(8).unsqueeze(0)
+    res = B.bansa_bernoulli(attn, k=10, drop_prob=0.5, seed=1)
+    assert torch.isfinite(res.rows).all()
+    assert res.empty_rows.item() > 0
+    # an emptied one-hot row falls back to itself, so all samples equal: BANSA 0
+    assert torch.allclose(res.rows, torch.zeros_like(res.rows))
+    c = B.bansa_chunked(probs=attn.unsqueeze(0), k=10, drop_prob=0.5, seed=1)
+    assert c.empty_rows.sum().item() == res.empty_rows.item()
+
+
+# --- chunked == naive -------------------------------------------------------------------------------
+@pytest.mark.parametrize("block_rows", [1, 5, 20, 60, 10_000])
+def test_chunked_equals_naive(block_rows):
+    q, k = qk()
+    probs = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, -1)
+    naive = B.bansa_bernoulli(probs, k=10, drop_prob=0.2, seed=42)
+    chunked = B.bansa_chunked(q, k, k=10, drop_prob=0.2, seed=42, block_rows=block_rows)
+    assert chunked.rows.shape == naive.rows.shape == (2, 3, 20)
+    assert torch.allclose(chunked.rows, naive.rows, atol=1e-6, rtol=0)
+    assert torch.equal(chunked.empty_rows, naive.empty_rows)
+    from_logits = B.bansa_chunked(logits=q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, k=10, seed=42, block_rows=block_rows)
+    from_probs = B.bansa_chunked(probs=probs, k=10, seed=42, block_rows=block_rows)
+    assert torch.allclose(from_logits.rows, naive.rows, atol=1e-6, rtol=0)
+    assert torch.allclose(from_probs.rows, naive.rows, atol=1e-6, rtol=0)
+
+
+def test_chunked_batch_entries_share_masks():
+    """A candidate's score does not depend on which other candidates share its batch."""
+    q, k = qk(b=4)
+    together = B.bansa_chunked(q, k, k=8, seed=3)
+    for i in range(4):
+        alone = B.bansa_chunked(q[i : i + 1], k[i : i + 1], k=8, seed=3)
+        assert torch.allclose(alone.rows, together.rows[i : i + 1], atol=1e-7)
+    # identical inputs in two batch slots give identical scores (common random numbers)
+    twice = B.bansa_chunked(torch.cat([q[:1], q[:1]]), torch.cat([k[:1], k[:1]]), k=8, seed=3)
+    assert torch.equal(twice.rows[0], twice.rows[1])
+
+
+def test_chunked_mask_and_query_rows():
+    q, k = qk(nq=12, nk=12)
+    allowed = torch.ones(12, 12, dtype=torch.bool).tril()  # causal mask
+    logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    probs = torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1)
+    naive = B.bansa_bernoulli(probs, k=5, seed=0)
+    got = B.bansa_chunked(q, k, attn_mask=allowed, k=5, seed=0, block_rows=5)
+    assert torch.allclose(got.rows, naive.rows, atol=1e-6)
+    additive = torch.zeros(12, 12).masked_fill(~allowed, float("-inf"))
+    assert torch.allclose(B.bansa_chunked(q, k, attn_mask=additive, k=5, seed=0).rows, naive.rows, atol=1e-6)
+    sub = B.bansa_chunked(q, k, attn_mask=allowed, k=5, seed=0, query_rows=slice(4, 12))
+    assert torch.allclose(sub.rows, naive.rows[..., 4:], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_computed_in_float32(dtype):
+    q, k = qk()
+    got = B.bansa_chunked(q.to(dtype), k.to(dtype), k=6, seed=1)
+    ref = B.bansa_chunked(q.to(dtype).float(), k.to(dtype).float(), k=6, seed=1)
+    assert got.rows.dtype == torch.float32
+    assert torch.equal(got.rows, ref.rows)
+    attn = random_attention((3, 10, 12)).to(dtype)
+    h = B.attention_entropy(attn)
+    assert h.dtype == torch.float32
+    assert torch.allclose(h, B.attention_entropy(attn.float()))
+    # the naive path renormalises nothing in half precision either
+    assert B.bansa_bernoulli(attn, k=4, seed=0, drop_prob=0.2).rows.dtype == torch.float32
+
+
+def test_mc_dropout_reference_matches_explicit_samples():
+    base = random_attention((2, 5, 7), seed=3)
+    samples = [random_attention((2, 5, 7), seed=10 + i) for i in range(4)]
+    got = B.bansa_mc_dropout(lambda i: samples[i], k=4)
+    assert torch.allclose(got, B.bansa_from_samples(torch.stack(samples)))
+    assert B.bansa_mc_dropout(lambda i: base, k=3).abs().max() < 1e-7
+
+
+# --- errors ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad_k", [1, 0, -3, 2.5, True])
+def test_k_below_two_rejected(bad_k):
+    attn = random_attention((4, 5))
+    with pytest.raises(ValueError, match=r"k .*>= 2.*got"):
+        B.bansa_bernoulli(attn, k=bad_k)
+    q, k = qk()
+    with pytest.raises(ValueError, match=r">= 2"):
+        B.bansa_chunked(q, k, k=bad_k)
+
+
+def test_single_sample_rejected_in_bald_form():
+    with pytest.raises(ValueError, match="got 1"):
+        B.bansa_from_samples(random_attention((1, 4, 5)))
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5, float("nan"), "x"])
+def test_drop_prob_outside_open_unit_interval_rejected(p):
+    with pytest.raises(ValueError, match=r"drop_prob .*\(0, 1\).*got"):
+        B.bansa_bernoulli(random_attention((4, 5)), drop_prob=p)
+
+
+def test_non_finite_and_non_normalised_rejected():
+    attn = random_attention((4, 5))
+    bad = attn.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        B.bansa_bernoulli(bad)
+    with pytest.raises(ValueError, match="sum to 1 within"):
+        B.bansa_bernoulli(attn * 1.1)
+    q, k = qk()
+    q[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="query has non-finite"):
+        B.bansa_chunked(q, k)
+    with pytest.raises(ValueError, match="exactly one of"):
+        B.bansa_chunked(q, k, logits=q)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        B.bansa_chunked(*qk(), attn_mask=torch.ones(5, 5, dtype=torch.bool))
+
+
+def test_mask_cache_bounded():
+    cache = B._MaskCache(max_bytes=10 * 4 * 3 * 8 * 2)  # room for two (K=10, 1 head, 3 rows, 8 keys) blocks
+    for seed in range(5):
+        cache.get(10, range(0, 1), torch.arange(3), 8, 0.2, seed, 0)
+        assert cache._bytes <= cache.max_bytes
+    assert len(cache._store) == 2
+    np.testing.assert_array_equal(
+        cache.get(10, range(0, 1), torch.arange(3), 8, 0.2, 4, 0).bool().numpy(),
+        B.keep_masks(10, torch.arange(1), torch.arange(3), 8, 0.2, 4).numpy(),
+    )
