@@ -1,0 +1,119 @@
+"""The miniature CogVideoX: diffusers' real transformer plus a tiny jointly trained text encoder.
+
+The tokenizer and text encoder are diffusers ``ModelMixin`` / ``ConfigMixin`` classes so
+that ``DiffusionPipeline.save_pretrained`` / ``from_pretrained`` handle them like any
+other component (a pipeline component must subclass a loadable base class).
+"""
+from __future__ import annotations
+
+import torch
+from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .render import NUM_FRAMES, RESOLUTION
+from .world import MAX_PROMPT_WORDS, VOCAB, split_words
+
+
+class WordTokenizer(ModelMixin, ConfigMixin):
+    """Word-level tokenizer over the toy world's vocabulary (no parameters).
+
+    ``tokenizer(prompts)`` -> ``input_ids`` of shape ``(B, max_length)``, padded with 0.
+    An empty prompt is all padding (the unconditional prompt). Unknown words raise
+    ``ValueError`` naming the word and listing the vocabulary.
+    """
+
+    @register_to_config
+    def __init__(self, vocab: tuple = VOCAB, max_length: int = MAX_PROMPT_WORDS):
+        super().__init__()
+        self.word_to_id = {w: i for i, w in enumerate(vocab)}
+        # a buffer, so that save/load has a weight file to write and a device to report
+        self.register_buffer("token_ids", torch.arange(len(vocab)), persistent=True)
+
+    def __call__(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        ids = torch.zeros(len(prompts), self.config.max_length, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            words = split_words(p) if p.strip() else []
+            if len(words) > self.config.max_length:
+                raise ValueError(f"prompt has {len(words)} words, at most {self.config.max_length}: {p!r}")
+            ids[i, : len(words)] = torch.tensor([self.word_to_id[w] for w in words], dtype=torch.long)
+        return {"input_ids": ids}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.config.vocab)
+
+
+class ToyTextEncoder(ModelMixin, ConfigMixin):
+    """Token embeddings + learned positions + a small pre-norm transformer encoder.
+
+    input_ids: (B, L) -> embeddings (B, L, embed_dim).
+    """
+
+    @register_to_config
+    def __init__(self, vocab_size: int = len(VOCAB), max_length: int = MAX_PROMPT_WORDS, embed_dim: int = 128,
+                 num_layers: int = 2, num_heads: int = 4):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab_size, embed_dim)
+        self.position_embedding = nn.Parameter(torch.zeros(1, max_length, embed_dim))
+        nn.init.normal_(self.position_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            embed_dim, num_heads, dim_feedforward=2 * embed_dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(input_ids) + self.position_embedding[:, : input_ids.shape[1]]
+        return self.final_norm(self.encoder(x))
+
+
+#: The shipped model's architecture. 8 frames of 32x32 RGB, patch 4 -> 512 video tokens,
+#: plus 20 text tokens = 532 tokens of joint attention, as in CogVideoX-2B (sin-cos
+#: positions, no RoPE).
+TRANSFORMER_CONFIG = dict(
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=3,
+    out_channels=3,
+    time_embed_dim=128,
+    text_embed_dim=128,
+    num_layers=6,
+    sample_width=RESOLUTION,
+    sample_height=RESOLUTION,
+    sample_frames=NUM_FRAMES,
+    patch_size=4,
+    temporal_compression_ratio=1,
+    max_text_seq_length=MAX_PROMPT_WORDS,
+    spatial_interpolation_scale=1.0,
+    temporal_interpolation_scale=1.0,
+)
+TEXT_ENCODER_CONFIG = dict(embed_dim=128, num_layers=2, num_heads=4)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+    clip_sample=False,
+    set_alpha_to_one=True,
+    snr_shift_scale=1.0,
+)
+
+
+def build_components(seed: int = 0, transformer_config: dict | None = None) -> dict:
+    """Fresh, randomly initialised components in eval mode (deterministic given ``seed``)."""
+    torch.manual_seed(seed)
+    cfg = dict(TRANSFORMER_CONFIG, **(transformer_config or {}))
+    text_cfg = dict(TEXT_ENCODER_CONFIG, embed_dim=cfg["text_embed_dim"])
+    return dict(
+        transformer=CogVideoXTransformer3DModel(**cfg).eval(),
+        text_encoder=ToyTextEncoder(**text_cfg).eval(),
+        tokenizer=WordTokenizer(),
+        scheduler=CogVideoXDDIMScheduler(**SCHEDULER_CONFIG),
+    )

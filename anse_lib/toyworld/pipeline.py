@@ -1,0 +1,179 @@
+"""``ToyVideoPipeline``: the toy model as a diffusers ``DiffusionPipeline``.
+
+Its ``__call__`` follows ``CogVideoXPipeline``: latents of shape ``(B, F, C, H, W)``
+drawn with ``randn_tensor(generator=...)``, classifier-free guidance by batching
+``[uncond, cond]``, ``prompt_embeds`` / ``negative_prompt_embeds``, ``latents=`` to start
+from a given noise, ``attention_kwargs`` passed through to the attention processors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..provenance import verify_manifest
+
+#: Where the shipped, trained toy model lives.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "toy_model"
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE = 4.0
+
+
+@dataclass
+class ToyVideoPipelineOutput(BaseOutput):
+    """frames: ``np`` (B, F, H, W, 3) in [0, 1]; ``pt`` (B, F, 3, H, W) in [0, 1]; ``latent`` raw (B, F, 3, H, W)."""
+
+    frames: np.ndarray | torch.Tensor
+
+
+class ToyVideoPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->transformer"
+
+    def __init__(self, tokenizer, text_encoder, transformer, scheduler):
+        super().__init__()
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, scheduler=scheduler)
+
+    # --- shapes --------------------------------------------------------------------------
+    @property
+    def video_shape(self) -> tuple[int, int, int, int]:
+        """(F, C, H, W) of one video in latent (= pixel) space."""
+        c = self.transformer.config
+        return (c.sample_frames, c.in_channels, c.sample_height, c.sample_width)
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    # --- conditioning ------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_videos_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text embeddings ``(B * num_videos_per_prompt, L, D)`` for the prompt and, with CFG, the negative one."""
+        device = self._execution_device
+        if prompt_embeds is None:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            ids = self.tokenizer(prompts)["input_ids"].to(device)
+            prompt_embeds = self.text_encoder(ids)
+        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            n = prompt_embeds.shape[0] // num_videos_per_prompt
+            neg = negative_prompt or ""
+            negs = [neg] * n if isinstance(neg, str) else list(neg)
+            ids = self.tokenizer(negs)["input_ids"].to(device)
+            negative_prompt_embeds = self.text_encoder(ids)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        return prompt_embeds, negative_prompt_embeds
+
+    def prepare_latents(self, batch_size, dtype, device, generator=None, latents=None) -> torch.Tensor:
+        """Initial noise ``(batch_size, F, C, H, W)``; exactly what ``__call__`` draws for ``generator``."""
+        shape = (batch_size, *self.video_shape)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} videos")
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    # --- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        attention_kwargs: dict | None = None,
+        callback_on_step_end=None,
+    ):
+        if output_type not in ("np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("pass either prompt or prompt_embeds")
+        self._guidance_scale = guidance_scale
+        device = self._execution_device
+
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt, negative_prompt, self.do_classifier_free_guidance, num_videos_per_prompt,
+            prompt_embeds, negative_prompt_embeds,
+        )
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+        batch_size = prompt_embeds.shape[0] // (2 if self.do_classifier_free_guidance else 1)
+        dtype = self.transformer.dtype
+        prompt_embeds = prompt_embeds.to(dtype)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        latents = self.prepare_latents(batch_size, dtype, device, generator, latents)
+        extra = {"eta": 0.0, "generator": generator} if not isinstance(generator, list) else {"eta": 0.0}
+
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            latent_in = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+            latent_in = self.scheduler.scale_model_input(latent_in, t)
+            timestep = t.expand(latent_in.shape[0])
+            noise_pred = self.transformer(
+                hidden_states=latent_in,
+                encoder_hidden_states=prompt_embeds,
+                timestep=timestep,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0].float()
+            if self.do_classifier_free_guidance:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0].to(dtype)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {"latents": latents})
+
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = ((latents.float() + 1) / 2).clamp(0, 1)
+            if output_type == "np":
+                frames = frames.permute(0, 1, 3, 4, 2).cpu().numpy()
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return ToyVideoPipelineOutput(frames=frames)
+
+
+def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_DIR, verify: bool = True) -> ToyVideoPipeline:
+    """Load the shipped toy model (or another saved ``ToyVideoPipeline``), checking SHA-256s first.
+
+    Raises :class:`anse_lib.provenance.ChecksumError` if any file differs from its manifest.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"no toy model at {path}. The trained model ships in data/toy_model; "
+            "train one with `python -m anse_lib.toyworld.train` and export it with `--export`."
+        )
+    if verify:
+        verify_manifest(path)
+    pipe = ToyVideoPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

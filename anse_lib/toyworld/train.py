@@ -1,0 +1,222 @@
+"""Train the miniature CogVideoX on rendered videos.
+
+    python -m anse_lib.toyworld.train --out runs/toy --steps 12000
+    python -m anse_lib.toyworld.train --out runs/toy --export data/toy_model
+
+Resumable: the run folder holds the latest checkpoint (written atomically every
+``--ckpt-every`` steps) and the training curve; running the same command again continues
+where it stopped. Deterministic given ``--seed``: the batch and the noise of step ``s``
+are drawn from generators seeded by ``(seed, s)``, so an interrupted and resumed run sees
+exactly the data of an uninterrupted one.
+
+Recipe: v-prediction on a zero-terminal-SNR DDIM schedule, AdamW with linear warm-up,
+bf16 autocast, an EMA of the weights (exported), and condition dropout (the empty prompt)
+for classifier-free guidance.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..provenance import atomic_write_bytes, atomic_write_text, command_line, write_manifest
+from .model import TRANSFORMER_CONFIG, build_components
+from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline
+from .render import render
+from .world import make_split, sample_prompts
+
+CKPT_NAME = "checkpoint.pt"
+CURVE_NAME = "training_curve.csv"
+DATA_DIR = DEFAULT_MODEL_DIR.parent
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 12000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    cond_dropout: float = 0.1
+    seed: int = 0
+    split_seed: int = 0
+    held_out_fraction: float = 0.2
+
+    def validate(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if not 0 <= self.cond_dropout < 1:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+
+
+def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Tensor]:
+    """Prompts (with condition dropout applied) and videos ``(B, F, 3, H, W)`` of one step."""
+    rng = np.random.default_rng([cfg.seed, step])
+    specs = sample_prompts(cfg.batch_size, rng, split=split, held_out=False)
+    video = render(specs, rng).video
+    prompts = ["" if rng.random() < cfg.cond_dropout else s.text for s in specs]
+    return prompts, video
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.split = make_split(cfg.held_out_fraction, cfg.split_seed)
+        comps = build_components(seed=cfg.seed)
+        self.tokenizer, self.text_encoder = comps["tokenizer"], comps["text_encoder"]
+        self.transformer, self.scheduler = comps["transformer"], comps["scheduler"]
+        self.modules = torch.nn.ModuleDict({"transformer": self.transformer, "text_encoder": self.text_encoder})
+        self.modules.train()
+        self.ema = copy.deepcopy(self.modules).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.modules.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.curve: list[dict] = []
+        self._load_if_present()
+
+    # --- persistence -----------------------------------------------------------------------
+    def _ckpt_path(self) -> Path:
+        return self.run_dir / CKPT_NAME
+
+    def _load_if_present(self):
+        path = self._ckpt_path()
+        if not path.exists():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = TrainConfig(**state["config"])
+        if asdict(saved) | {"steps": 0} != asdict(self.cfg) | {"steps": 0}:
+            raise ValueError(
+                f"{path} was trained with config {asdict(saved)}, which differs from {asdict(self.cfg)} "
+                "(only --steps may change on resume). Use another --out folder."
+            )
+        self.modules.load_state_dict(state["modules"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.curve = state["curve"]
+
+    def save(self):
+        buf = io.BytesIO()
+        torch.save(
+            {"modules": self.modules.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
+             "step": self.step, "curve": self.curve, "config": asdict(self.cfg)},
+            buf,
+        )
+        atomic_write_bytes(self._ckpt_path(), buf.getvalue())
+        atomic_write_text(self.run_dir / CURVE_NAME, curve_csv(self.curve))
+
+    # --- optimisation -------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        return self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup_steps)
+
+    def train_step(self) -> float:
+        cfg = self.cfg
+        prompts, x0 = make_batch(self.step, cfg, self.split)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        target = self.scheduler.get_velocity(x0, noise, t)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        ids = self.tokenizer(prompts)["input_ids"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            emb = self.text_encoder(ids)
+            pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.modules.parameters(), 1.0)
+        self.opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
+            for e, p in zip(self.ema.parameters(), self.modules.parameters()):
+                e.lerp_(p, 1 - decay)
+        self.step += 1
+        return loss.item()
+
+    def run(self, ckpt_every: int = 250, log_every: int = 50, progress: bool = True):
+        start_step, t0 = self.step, time.time()
+        window = []
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, desc="train")
+        while self.step < self.cfg.steps:
+            window.append(self.train_step())
+            bar.update(1)
+            if self.step % log_every == 0:
+                self.curve.append({"step": self.step, "loss": float(np.mean(window)), "lr": self.lr_at(self.step - 1),
+                                   "seconds_per_step": (time.time() - t0) / max(1, self.step - start_step)})
+                bar.set_postfix(loss=f"{self.curve[-1]['loss']:.4f}")
+                window = []
+            if self.step % ckpt_every == 0 or self.step == self.cfg.steps:
+                self.save()
+        bar.close()
+
+    # --- export ---------------------------------------------------------------------------------
+    def export(self, out_dir: Path, command: str):
+        """Write the EMA weights as a ``ToyVideoPipeline`` folder with a SHA-256 manifest."""
+        out_dir = Path(out_dir)
+        ema = copy.deepcopy(self.ema)
+        pipe = ToyVideoPipeline(tokenizer=self.tokenizer, text_encoder=ema["text_encoder"],
+                                transformer=ema["transformer"], scheduler=self.scheduler)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+        try:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "split.json").write_text(self.split.to_json() + "\n")
+            (tmp / CURVE_NAME).write_text(curve_csv(self.curve))
+            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": TRANSFORMER_CONFIG},
+                           extra={"trained_steps": self.step})
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+
+def curve_csv(curve: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["step", "loss", "lr", "seconds_per_step"])
+    w.writeheader()
+    w.writerows(curve)
+    return buf.getvalue()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/toy", help="run folder (checkpoint + curve); resumes if present")
+    ap.add_argument("--export", default=None, metavar="DIR",
+                    help=f"after training, write the EMA pipeline to DIR (the shipped one is {DEFAULT_MODEL_DIR})")
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    for name, f in TrainConfig.__dataclass_fields__.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    trainer = Trainer(cfg, Path(args.out))
+    trainer.run(ckpt_every=args.ckpt_every, log_every=args.log_every)
+    if args.export:
+        trainer.export(Path(args.export), command=command_line())
+        print(json.dumps({"exported": args.export, "step": trainer.step}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The toy world: renderer, prompt grammar, tokenizer, pipeline round trip, checksums, training."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from anse_lib.provenance import ChecksumError, command_line, verify_manifest, write_manifest
+from anse_lib.toyworld import (
+    ObjectSpec, PromptSpec, ToyVideoPipeline, WordTokenizer, build_components, load_toy_pipeline, make_split,
+    parse_prompt, render, sample_prompts,
+)
+from anse_lib.toyworld.world import COLOURS, MOTIONS, SHAPES, VOCAB
+
+
+# --- grammar and tokenizer ---------------------------------------------------------------------
+@pytest.mark.parametrize("text", [
+    "a big red circle moving left",
+    "a blue square moving up and a small green triangle moving right",
+    "a yellow triangle staying still on a gray background",
+])
+def test_prompts_round_trip(text):
+    spec = parse_prompt(text)
+    assert spec.text == text
+    assert parse_prompt(spec.text) == spec
+
+
+def test_unknown_word_names_it_and_lists_vocabulary():
+    with pytest.raises(ValueError, match=r"unknown word 'purple'.*vocabulary is: a and on") as err:
+        parse_prompt("a purple circle moving left")
+    assert "magenta" in str(err.value)
+    with pytest.raises(ValueError, match="unknown word 'hexagon'"):
+        WordTokenizer()("a red hexagon moving left")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a red circle moving", "expected a direction"),
+    ("red circle moving left", "expected 'a'"),
+    ("a red circle moving left and a red square moving up", "differ in colour"),
+    ("a red circle moving still", "expected a direction"),
+])
+def test_grammar_errors_say_where(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_prompt(text)
+
+
+def test_bad_attribute_named():
+    with pytest.raises(ValueError, match="unknown shape 'star'; allowed: circle, square, triangle"):
+        ObjectSpec(colour="red", shape="star", motion="left")
+
+
+def test_tokenizer_pads_and_encodes_empty_prompt_as_padding():
+    tok = WordTokenizer()
+    ids = tok(["a red circle moving left", ""])["input_ids"]
+    assert ids.shape == (2, 20)
+    assert ids[0, :5].tolist() == [VOCAB.index(w) for w in "a red circle moving left".split()]
+    assert ids[0, 5:].eq(0).all() and ids[1].eq(0).all()
+
+
+def test_split_holds_out_combinations_not_attributes():
+    split = make_split(0.2, seed=0)
+    assert len(split.held_out) == round(0.2 * len(COLOURS) * len(SHAPES) * len(MOTIONS))
+    for i, values in enumerate((COLOURS, SHAPES, MOTIONS)):
+        seen = {t[i] for t in set(
+            (c, s, m) for c in COLOURS for s in SHAPES for m in MOTIONS) - split.held_out}
+        assert seen == set(values)  # every attribute value is still seen in training
+    assert type(split).from_json(split.to_json()) == split
+    rng = np.random.default_rng(0)
+    assert all(split.is_held_out(p) for p in sample_prompts(20, rng, split, held_out=True))
+    assert not any(split.is_held_out(p) for p in sample_prompts(20, rng, split, held_out=False))
+
+
+# --- renderer ------------------------------------------------------------------------------------------
+def test_render_shape_range_and_determinism():
+    specs = sample_prompts(32, np.random.default_rng(0))
+    a = render(specs, np.random.default_rng(1))
+    b = render(specs, np.random.default_rng(1))
+    assert a.video.shape == (32, 8, 3, 32, 32)
+    assert a.video.min() >= -1 and a.video.max() <= 1
+    assert torch.equal(a.video, b.video)
+
+
+def test_render_motion_and_size_follow_the_prompt():
+    rb = render([parse_prompt(p) for p in ["a big red circle moving right", "a small red circle moving up",
+                                           "a red square staying still"]], np.random.default_rng(0))
+    c = rb.centres[:, 0]  # (B, F, 2)
+    assert c[0, -1, 0] - c[0, 0, 0] == pytest.approx(12.0)  # 6 px per 16 px of frame
+    assert c[1, -1, 1] - c[1, 0, 1] == pytest.approx(-12.0)
+    assert np.allclose(c[2, -1], c[2, 0])
+    red = torch.tensor([1.0, 0.1, 0.1]) * 2 - 1
+    area = lambda i: ((rb.video[i, 0].permute(1, 2, 0) - red).norm(dim=-1) < 0.5).sum().item()
+    assert area(0) > 2 * area(1)  # big vs small
+
+
+def test_two_objects_do_not_overlap_unless_moving_at_right_angles():
+    import importlib
+
+    render_module = importlib.import_module("anse_lib.toyworld.render")
+    rng = np.random.default_rng(0)
+    specs = [s for s in sample_prompts(300, rng) if len(s.objects) == 2][:60]
+    rb = render(specs, rng)
+    gap = np.abs(rb.centres[:, 0] - rb.centres[:, 1]).max(-1).min(-1)  # (B,) closest approach, Chebyshev
+    axis = {"left": "x", "right": "x", "up": "y", "down": "y", "still": None}
+    for spec, sizes, g in zip(specs, rb.sizes, gap):
+        axes = {axis[o.motion] for o in spec.objects}
+        if axes == {"x", "y"}:
+            continue  # perpendicular movers may have no separating placement
+        need = (render_module.HALF_EXTENT[sizes[0]] + render_module.HALF_EXTENT[sizes[1]]) * 2 + 1
+        assert g >= need, (spec.text, g, need)
+
+
+def test_render_rejects_bad_resolution():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        render(sample_prompts(1, np.random.default_rng(0)), np.random.default_rng(0), resolution=20)
+
+
+# --- pipeline ---------------------------------------------------------------------------------------------
+def tiny_pipeline(seed=0):
+    return ToyVideoPipeline(**build_components(seed=seed, transformer_config=dict(num_layers=2)))
+
+
+def test_pipeline_save_load_generate(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path)
+    write_manifest(tmp_path, command="test", config={})
+    loaded = load_toy_pipeline(tmp_path)
+    kw = dict(prompt="a big red circle moving left", num_inference_steps=3, guidance_scale=3.0)
+    a = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
+    b = loaded(**kw, generator=torch.Generator().manual_seed(0)).frames
+    assert a.shape == (1, 8, 32, 32, 3) and a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+
+
+def test_pipeline_latents_and_prompt_embeds_paths():
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    g = torch.Generator().manual_seed(3)
+    drawn = pipe.prepare_latents(2, torch.float32, "cpu", generator=torch.Generator().manual_seed(3))
+    out_seed = pipe(["a red circle moving up", "a blue square moving down"], num_inference_steps=2,
+                    generator=g, output_type="pt").frames
+    out_latents = pipe(["a red circle moving up", "a blue square moving down"], num_inference_steps=2,
+                       latents=drawn, output_type="pt").frames
+    assert torch.equal(out_seed, out_latents)
+    emb, neg = pipe.encode_prompt("a red circle moving up", do_classifier_free_guidance=True)
+    via_embeds = pipe(prompt_embeds=emb, negative_prompt_embeds=neg, num_inference_steps=2,
+                      latents=drawn[:1], output_type="pt").frames
+    via_text = pipe("a red circle moving up", num_inference_steps=2, latents=drawn[:1], output_type="pt").frames
+    assert torch.equal(via_embeds, via_text)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe("a red circle moving up", output_type="gif")
+    with pytest.raises(ValueError, match="latents have shape"):
+        pipe("a red circle moving up", latents=torch.zeros(1, 8, 3, 16, 16))
+
+
+def test_checksum_mismatch_is_a_clear_error(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path)
+    write_manifest(tmp_path, command="test", config={})
+    weights = tmp_path / "transformer" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="SHA-256 mismatch for .*diffusion_pytorch_model.safetensors"):
+        load_toy_pipeline(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no toy model"):
+        load_toy_pipeline(tmp_path / "missing")
+
+
+# --- training --------------------------------------------------------------------------------------------
+def test_three_training_steps_resume_exactly(tmp_path, monkeypatch):
+    from anse_lib.toyworld import train
+
+    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)  # keep the test fast
+    cfg = dict(steps=3, batch_size=2, warmup_steps=2, seed=1)
+    straight = train.Trainer(train.TrainConfig(**cfg), tmp_path / "a")
+    straight.run(ckpt_every=10, progress=False)
+    interrupted = train.Trainer(train.TrainConfig(**{**cfg, "steps": 2}), tmp_path / "b")
+    interrupted.run(ckpt_every=1, progress=False)
+    resumed = train.Trainer(train.TrainConfig(**cfg), tmp_path / "b")
+    assert resumed.step == 2
+    resumed.run(ckpt_every=10, progress=False)
+    for (n, p), (_, q) in zip(straight.ema.state_dict().items(), resumed.ema.state_dict().items()):
+        assert torch.equal(p, q), n
+    with pytest.raises(ValueError, match="only --steps may change"):
+        train.Trainer(train.TrainConfig(**{**cfg, "lr": 0.5}), tmp_path / "b")
+    resumed.export(tmp_path / "model", command="test")
+    manifest = verify_manifest(tmp_path / "model")
+    assert manifest["trained_steps"] == 3 and "split.json" in manifest["files"]
+    assert load_toy_pipeline(tmp_path / "model").transformer.config.num_layers == 1
