@@ -185,7 +185,8 @@ def keep_masks(
     per_hash = 64 // _MASK_BITS
     out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool)
     for c in range((k + per_hash - 1) // per_hash):
-        bits = _mix64(_mix64(row_key[:, :, None] + cols) + _wrap64(c * _GOLDEN))
+        # SplitMix64: one finaliser over a distinct counter per (row, key, word)
+        bits = _mix64(row_key[:, :, None] + (cols + _wrap64(c * _GOLDEN)))
         for b in range(per_hash):
             s = c * per_hash + b
             if s >= k:
@@ -229,7 +230,7 @@ def _bansa_rows_block(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.T
 
 
 class _MaskCache:
-    """Byte-bounded cache of keep-mask blocks (they depend only on their arguments)."""
+    """Byte-bounded cache of boolean keep-mask blocks (they depend only on their arguments)."""
 
     def __init__(self, max_bytes: int = 256 << 20):
         self.max_bytes = max_bytes
@@ -241,7 +242,7 @@ class _MaskCache:
         hit = self._store.get(key)
         if hit is not None:
             return hit
-        masks = keep_masks(k, torch.arange(heads.start, heads.stop), rows, num_keys, drop_prob, seed, salt).float()
+        masks = keep_masks(k, torch.arange(heads.start, heads.stop), rows, num_keys, drop_prob, seed, salt)
         size = masks.numel() * masks.element_size()
         if size <= self.max_bytes:
             while self._bytes + size > self.max_bytes and self._store:
@@ -327,7 +328,8 @@ def bansa_chunked(
     seed: int = 0,
     salt: int = 0,
     query_rows: slice | torch.Tensor | None = None,
-    block_rows: int = 8192,
+    block_rows: int | None = None,
+    block_bytes: int = 256 << 20,
     accumulate_dtype: torch.dtype = torch.float64,
 ) -> BansaRows:
     """Bernoulli BANSA of one attention call, never holding more than one block of rows.
@@ -337,9 +339,12 @@ def bansa_chunked(
     ``F.scaled_dot_product_attention``; a bool ``attn_mask`` marks allowed keys), or
     ``logits`` ``(B, H, Nq, Nk)``, or ``probs`` ``(B, H, Nq, Nk)``.
 
-    Rows are processed ``block_rows`` at a time (across batch entries and heads), so peak
-    memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
-    buffers, whatever Nq. Mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most).
+    Rows are processed ``block_rows`` at a time (batch entries x heads x query rows), so
+    peak memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
+    buffers, whatever Nq. By default ``block_rows`` is chosen so that one block's buffers
+    (K mask arrays per head-row, shared by the batch, plus about 8 arrays per batch entry,
+    each ``Nk`` long in ``accumulate_dtype``) fit in ``block_bytes``.
+    Boolean mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most).
     Masks are indexed by (head, row, key) only, not by batch index: every batch entry
     (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
     same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
@@ -352,7 +357,7 @@ def bansa_chunked(
     """
     check_k(k)
     check_drop_prob(drop_prob)
-    if block_rows < 1:
+    if block_rows is not None and block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     given = [x is not None for x in ((query, key), logits, probs)]
     given[0] = query is not None or key is not None
@@ -389,11 +394,18 @@ def bansa_chunked(
     if rows_idx.numel() == 0:
         raise ValueError("query_rows selects no rows")
     nr = rows_idx.numel()
+    if block_rows is None:
+        # masks (K per head-row slot) are shared by the batch; probabilities and
+        # temporaries (about 8 arrays) are per batch entry
+        elsize = torch.empty((), dtype=accumulate_dtype).element_size()
+        slots = block_bytes // ((k + 8 * b) * nk * elsize)
+        block_rows = b * slots if slots >= 1 else max(1, block_bytes // ((k + 8) * nk * elsize))
 
-    # a block is batch_per_block x heads_per_block x rows_per_block attention rows
-    rows_per_block = min(nr, block_rows)
-    heads_per_block = max(1, min(h, block_rows // rows_per_block))
-    batch_per_block = max(1, min(b, block_rows // (rows_per_block * heads_per_block)))
+    # a block is batch_per_block x heads_per_block x rows_per_block attention rows, the
+    # batch filled first so that one mask block serves as many candidates as possible
+    batch_per_block = min(b, block_rows)
+    rows_per_block = min(nr, max(1, block_rows // batch_per_block))
+    heads_per_block = max(1, min(h, block_rows // (batch_per_block * rows_per_block)))
     out = torch.empty(b, h, nr)
     empty = torch.zeros(b, h, dtype=torch.int64)
     for h0 in range(0, h, heads_per_block):
@@ -401,11 +413,11 @@ def bansa_chunked(
         hs = slice(heads.start, heads.stop)
         for r0 in range(0, nr, rows_per_block):
             rsel = rows_idx[r0 : r0 + rows_per_block]
-            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt)
+            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(accumulate_dtype)
             for b0 in range(0, b, batch_per_block):
                 bs = slice(b0, min(b, b0 + batch_per_block))
                 p = _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
-                rows, e = _bansa_rows_block(p.to(accumulate_dtype), masks.to(accumulate_dtype))
+                rows, e = _bansa_rows_block(p.to(accumulate_dtype), masks)
                 out[bs, hs, r0 : r0 + rows_per_block] = rows.float()
                 empty[bs, hs] += e
     return BansaRows(rows=out, empty_rows=empty)

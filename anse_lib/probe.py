@@ -1,0 +1,296 @@
+"""Attention probes for diffusers video models: BANSA computed inside the attention processors.
+
+How it works. :class:`AttentionProbe` replaces the processor of each chosen attention
+module by a wrapper around the *original* processor. Unarmed, the wrapper just calls the
+original. Armed, it calls the original while ``F.scaled_dot_product_attention`` is
+replaced by a spy: the spy scores BANSA from the very query, key, mask and scale the
+model passes (its own RoPE, norms and masks included), chunked over query rows so the
+full attention tensor never exists, and then calls the real function with the same
+arguments. Either way the model's output is bit-identical to the unprobed model.
+
+The wrapper's ``__call__`` carries the original's signature (``functools.wraps``): the
+old-style ``Attention.forward`` drops every keyword the processor's signature does not
+name, so a ``**kwargs`` wrapper would silently lose e.g. CogVideoX's rotary embedding.
+
+Results are kept per model call (a CFG pipeline may call the transformer once with
+``[uncond, cond]`` or, like Wan, twice: cond then uncond) and per probed layer, as
+per-candidate, per-head scalars: :class:`AttentionRecord`.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .bansa import bansa_chunked, check_drop_prob, check_k
+
+
+class StopForward(Exception):
+    """Raised by an armed probe after its last needed layer, to end the forward pass early."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Where a model family keeps the attention the probe can score.
+
+    ``attention``: kind -> regular expression over module names (``named_modules``), in
+    forward order; ``default``: the kind scored by default; ``joint_text_first``: queries
+    are ``[text, video]`` concatenated (MMDiT joint attention), so rows can be selected.
+    """
+
+    attention: dict
+    default: str
+    joint_text_first: bool = False
+
+
+_UNET_SPATIAL = r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.{}$"
+FAMILIES: dict[str, ModelFamily] = {
+    "CogVideoXTransformer3DModel": ModelFamily({"joint": r"transformer_blocks\.\d+\.attn1$"}, "joint", True),
+    "WanTransformer3DModel": ModelFamily({"self": r"blocks\.\d+\.attn1$", "cross": r"blocks\.\d+\.attn2$"}, "self"),
+    "LTXVideoTransformer3DModel": ModelFamily(
+        {"self": r"transformer_blocks\.\d+\.attn1$", "cross": r"transformer_blocks\.\d+\.attn2$"}, "self"),
+    "UNetMotionModel": ModelFamily({"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
+    "UNet3DConditionModel": ModelFamily({"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
+}
+ROW_CHOICES = ("all", "video", "text")
+
+
+def model_family(model: torch.nn.Module) -> ModelFamily:
+    name = type(model).__name__
+    if name not in FAMILIES:
+        raise ValueError(f"unsupported model {name}; supported: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def attention_layers(model: torch.nn.Module, attention: str | None = None) -> list[tuple[str, torch.nn.Module]]:
+    """The attention modules the probe can score, in forward order: ``[(name, module), ...]``."""
+    family = model_family(model)
+    kind = attention or family.default
+    if kind not in family.attention:
+        raise ValueError(
+            f"attention={kind!r} is not available for {type(model).__name__}; choose from {', '.join(family.attention)}"
+        )
+    pattern = re.compile(family.attention[kind])
+    found = [(n, m) for n, m in model.named_modules() if pattern.search(n) and hasattr(m, "processor")]
+    if not found:
+        raise ValueError(f"no {kind} attention modules found in {type(model).__name__}")
+    return sorted(found, key=lambda item: _forward_order(item[0]))
+
+
+_STAGE = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+
+def _forward_order(name: str) -> tuple:
+    """Sort key putting UNet stages in forward order (down, mid, up), indices numerically.
+
+    ``named_modules`` follows registration order, and e.g. ``UNetMotionModel`` registers
+    ``up_blocks`` before ``mid_block``.
+    """
+    parts = name.split(".")
+    return (_STAGE.get(parts[0], 0), *[(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts])
+
+
+@dataclass
+class AttentionRecord:
+    """BANSA of one attention call, per batch entry and head.
+
+    call: index of the model's forward call since the probe was entered (0-based).
+    layer: index of the attention module among the probed kind (0-based, forward order).
+    name: the module's name in ``model.named_modules()``.
+    sub: index of the attention computation within that processor call (usually 0).
+    scores: ``(B, H)`` float32, mean BANSA over the scored query rows, nats.
+    empty_rows: ``(B, H)`` int64, (row, sample) pairs that lost all mass.
+    rows: ``(B, H, Nr)`` per-row BANSA when ``keep_rows=True``, else None.
+    num_queries, num_keys: sizes of the attention map (before row selection).
+    """
+
+    call: int
+    layer: int
+    name: str
+    sub: int
+    scores: torch.Tensor
+    empty_rows: torch.Tensor
+    rows: torch.Tensor | None
+    num_queries: int
+    num_keys: int
+
+
+class _ProbedProcessor:
+    """Base of the per-class wrappers made by :func:`_wrapper_class`."""
+
+    def __init__(self, original, probe: "AttentionProbe", layer: int, name: str):
+        self.original = original
+        self.probe = probe
+        self.layer = layer
+        self.name = name
+
+
+@functools.lru_cache(maxsize=None)
+def _wrapper_class(original_cls: type) -> type:
+    original_call = original_cls.__call__
+
+    @functools.wraps(original_call)  # keeps the signature diffusers inspects
+    def __call__(self, attn, *args, **kwargs):
+        return self.probe._processor_call(self, attn, args, kwargs)
+
+    return type(f"Probed{original_cls.__name__}", (_ProbedProcessor,), {"__call__": __call__})
+
+
+class AttentionProbe:
+    """Install on chosen attention layers of a model; score BANSA while armed.
+
+    Use as a context manager: the original processors are restored on exit, also when an
+    exception (including :class:`StopForward`) is raised inside.
+
+    model: a supported transformer / UNet (see :data:`FAMILIES`).
+    layers: indices into :func:`attention_layers` (None: all).
+    attention: which attention kind to probe (None: the family's default).
+    rows: for joint text+video attention, which query rows are scored ("all", "video",
+        "text").
+    k, drop_prob, mask_seed: the Bernoulli-mask BANSA settings (the masks of layer i use
+        salt i: the same masks for every candidate and every call).
+    keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
+    accumulate_dtype: float32 by default here (3x faster than the float64 of
+        :func:`~anse_lib.bansa.bansa_chunked`; per-row rounding of ~1e-6 nats averages
+        out over the rows of a layer, far below the differences between candidates).
+    stop_at: ``(call, layer)`` after which the forward is ended with :class:`StopForward`.
+    """
+
+    def __init__(self, model: torch.nn.Module, layers=None, attention: str | None = None, rows: str = "all",
+                 k: int = 10, drop_prob: float = 0.2, mask_seed: int = 0, block_rows: int | None = None,
+                 keep_rows: bool = False, stop_at: tuple[int, int] | None = None,
+                 accumulate_dtype: torch.dtype = torch.float32):
+        check_k(k)
+        check_drop_prob(drop_prob)
+        self.model = model
+        self.family = model_family(model)
+        all_layers = attention_layers(model, attention)
+        self.num_layers = len(all_layers)
+        if layers is None:
+            layers = list(range(self.num_layers))
+        layers = sorted(set(int(i) for i in layers))
+        bad = [i for i in layers if not 0 <= i < self.num_layers]
+        if bad or not layers:
+            raise ValueError(f"layer indices {bad or layers} out of range: this model has {self.num_layers} "
+                             f"probe-able attention layers, indices 0..{self.num_layers - 1}")
+        if rows not in ROW_CHOICES:
+            raise ValueError(f"rows must be one of {', '.join(ROW_CHOICES)}, got {rows!r}")
+        if rows != "all" and not self.family.joint_text_first:
+            raise ValueError(f"rows={rows!r} needs joint text+video attention; {type(model).__name__} has none")
+        self.layers = layers
+        self.modules = [(i, *all_layers[i]) for i in layers]
+        self.rows = rows
+        self.k, self.drop_prob, self.mask_seed = k, drop_prob, mask_seed
+        self.block_rows, self.keep_rows, self.accumulate_dtype = block_rows, keep_rows, accumulate_dtype
+        self.stop_at = stop_at
+        self.on_model_call: Callable[[int, int], None] | None = None
+        self.armed = True
+        self.records: list[AttentionRecord] = []
+        self.call_batch_sizes: list[int] = []
+        self._call = -1
+        self._saved: list = []
+        self._hook = None
+
+    # --- install / restore -------------------------------------------------------------
+    def __enter__(self) -> "AttentionProbe":
+        self._call = -1
+        self.records, self.call_batch_sizes = [], []
+        try:
+            for layer, name, module in self.modules:
+                original = module.processor
+                wrapper = _wrapper_class(type(original))(original, self, layer, name)
+                self._saved.append((module, original))
+                module.set_processor(wrapper)
+            self._hook = self.model.register_forward_pre_hook(self._count_call, with_kwargs=True)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._restore()
+        return False
+
+    def _restore(self):
+        for module, original in reversed(self._saved):
+            module.set_processor(original)
+        self._saved = []
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _count_call(self, module, args, kwargs):
+        self._call += 1
+        x = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
+        self.call_batch_sizes.append(int(x.shape[0]))
+        if self.on_model_call is not None:
+            self.on_model_call(self._call, self.call_batch_sizes[-1])
+
+    # --- the armed path ----------------------------------------------------------------------
+    def _processor_call(self, wrapper: _ProbedProcessor, attn, args, kwargs):
+        if not self.armed:
+            return wrapper.original(attn, *args, **kwargs)
+        query_rows = None
+        if self.rows != "all":
+            bound = inspect.signature(wrapper.original.__call__).bind(attn, *args, **kwargs)
+            text_len = bound.arguments["encoder_hidden_states"].shape[1]
+            query_rows = slice(0, text_len) if self.rows == "text" else slice(text_len, None)
+        sub = 0
+        real_sdpa = F.scaled_dot_product_attention
+
+        def spy(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+            nonlocal sub
+            self._score(wrapper, sub, query, key, attn_mask, is_causal, scale, enable_gqa, query_rows)
+            sub += 1
+            return real_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                             scale=scale, enable_gqa=enable_gqa)
+
+        F.scaled_dot_product_attention = spy
+        try:
+            out = wrapper.original(attn, *args, **kwargs)
+        finally:
+            F.scaled_dot_product_attention = real_sdpa
+        if sub == 0:
+            raise RuntimeError(
+                f"the probe saw no scaled_dot_product_attention call in {wrapper.name} "
+                f"({type(wrapper.original).__name__}); only processors that use PyTorch SDPA "
+                "(diffusers' default 'native' attention backend) can be probed"
+            )
+        if self.stop_at is not None and (self._call, wrapper.layer) == tuple(self.stop_at):
+            raise StopForward(f"stopped after call {self._call}, layer {wrapper.layer}")
+        return out
+
+    def _score(self, wrapper, sub, query, key, attn_mask, is_causal, scale, enable_gqa, query_rows):
+        if query.dim() == 3:  # (B, N, D) without a head axis
+            query, key = query.unsqueeze(1), key.unsqueeze(1)
+            attn_mask = attn_mask.unsqueeze(1) if attn_mask is not None and attn_mask.dim() == 3 else attn_mask
+        if enable_gqa and key.shape[1] != query.shape[1]:
+            key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+        if is_causal:
+            nq, nk = query.shape[2], key.shape[2]
+            attn_mask = torch.ones(nq, nk, dtype=torch.bool, device=query.device).tril(diagonal=nk - nq)
+        with torch.no_grad():
+            res = bansa_chunked(query.detach().cpu(), key.detach().cpu(), scale=scale,
+                                attn_mask=None if attn_mask is None else attn_mask.detach().cpu(),
+                                k=self.k, drop_prob=self.drop_prob, seed=self.mask_seed, salt=wrapper.layer,
+                                query_rows=query_rows, block_rows=self.block_rows,
+                                accumulate_dtype=self.accumulate_dtype)
+        self.records.append(AttentionRecord(
+            call=self._call, layer=wrapper.layer, name=wrapper.name, sub=sub, scores=res.score,
+            empty_rows=res.empty_rows, rows=res.rows if self.keep_rows else None,
+            num_queries=query.shape[2], num_keys=key.shape[2],
+        ))
+
+    # --- results ---------------------------------------------------------------------------------
+    def scores(self, call: int, sub: int | None = None) -> dict[int, torch.Tensor]:
+        """``{layer: (B, H) scores}`` of one model call (the mean over ``sub`` computations if several)."""
+        out: dict[int, list] = {}
+        for r in self.records:
+            if r.call == call and (sub is None or r.sub == sub):
+                out.setdefault(r.layer, []).append(r.scores)
+        return {layer: torch.stack(v).mean(0) for layer, v in sorted(out.items())}

@@ -1,0 +1,323 @@
+"""ANSE: choose the initial noise with the lowest BANSA, then generate from it.
+
+Scoring uses the pipeline's own ``__call__`` so that every family prepares its inputs
+(text embeddings, latents, timesteps, RoPE, masks, CFG batching) exactly as it would at
+the first denoising step: candidates are run as one batch with one ``torch.Generator``
+per seed (so each candidate's latents are exactly what the pipeline draws for that seed
+alone), an armed :class:`~anse_lib.probe.AttentionProbe` scores the attention of the
+first transformer call, and :class:`~anse_lib.probe.StopForward` ends the pass after
+the last scored layer of the branch that is scored. No denoising step is completed.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import pearsonr
+
+from .bansa import check_drop_prob, check_k
+from .probe import AttentionProbe, StopForward, attention_layers
+
+BRANCHES = ("cond", "uncond")
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network (``transformer`` or ``unet``)."""
+    model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    if model is None:
+        raise ValueError(f"{type(pipe).__name__} has neither a transformer nor a unet to probe")
+    return model
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`select_noise` found.
+
+    scores: one row per candidate: ``seed``, ``bansa`` (mean of the scored layers, nats),
+    ``rank`` (1 = lowest), ``winner``, ``empty_rows`` and one ``layer_XX`` column per scored
+    layer (mean over heads). latents: the winner's initial latents exactly as the
+    pipeline draws them for ``winner_seed`` (its ``latents=`` argument reproduces them).
+    """
+
+    prompt: str | None
+    winner_seed: int
+    winner_index: int
+    latents: torch.Tensor
+    scores: pd.DataFrame
+    layers: list[int]
+    settings: dict
+    seconds: float
+    candidate_latents: torch.Tensor = field(repr=False, default=None)
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.scores["seed"].tolist()
+
+    def layer_scores(self) -> np.ndarray:
+        """``(M, L)`` per-layer scores of all candidates."""
+        return self.scores[[f"layer_{i:02d}" for i in self.layers]].to_numpy()
+
+
+def _check_branch(branch):
+    if branch not in BRANCHES:
+        raise ValueError(f"branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
+
+
+def _resolve_layers(model, layers, attention) -> list[int]:
+    n = len(attention_layers(model, attention))
+    if layers is None:
+        return list(range(n))
+    if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
+        if not 1 <= layers <= n:
+            raise ValueError(f"layers={layers} (depth d: score layers 1..d) must be in 1..{n} for this model")
+        return list(range(int(layers)))
+    out = sorted(set(int(i) for i in layers))
+    bad = [i for i in out if not 0 <= i < n]
+    if bad or not out:
+        raise ValueError(f"layer indices {bad or out} out of range: this model has {n} attention layers, 0..{n - 1}")
+    return out
+
+
+def _guidance(pipe, guidance_scale) -> float:
+    if guidance_scale is not None:
+        return float(guidance_scale)
+    default = inspect.signature(pipe.__call__).parameters.get("guidance_scale")
+    return float(default.default) if default is not None and default.default is not inspect._empty else 1.0
+
+
+def _draw_seeds(num_candidates, generator) -> list[int]:
+    return torch.randint(0, 2**31 - 1, (num_candidates,), generator=generator).tolist()
+
+
+def select_noise(
+    pipe,
+    prompt: str | None = None,
+    num_candidates: int | None = None,
+    seeds: list[int] | None = None,
+    k: int = 10,
+    drop_prob: float = 0.2,
+    layers=None,
+    branch: str = "cond",
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    attention: str | None = None,
+    rows: str = "all",
+    mask_seed: int = 0,
+    keep_rows: bool = False,
+    block_rows: int | None = None,
+    **pipe_kwargs,
+) -> SelectionResult:
+    """Score ``num_candidates`` initial noises by BANSA at the first denoising step; lowest wins.
+
+    num_candidates: M (default 10, or ``len(seeds)``). seeds: candidate seeds (default:
+    M seeds drawn from ``generator``). layers: None (all), an int
+    d (layers 1..d, the paper's depth), or a list of indices. branch: which CFG branch is
+    scored. batch_size: candidates per forward pass (default all). Other keyword
+    arguments (``prompt_embeds``, ``height``, ``num_frames``, ...) go to the pipeline.
+    """
+    t0 = time.perf_counter()
+    check_k(k)
+    check_drop_prob(drop_prob)
+    _check_branch(branch)
+    if seeds is not None:
+        seeds = [int(s) for s in seeds]
+        if num_candidates is not None and num_candidates != len(seeds):
+            raise ValueError(f"num_candidates={num_candidates} but {len(seeds)} seeds were given")
+        num_candidates = len(seeds)
+    elif num_candidates is None:
+        num_candidates = 10
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
+        raise ValueError(f"num_candidates (M) must be an integer >= 1, got {num_candidates!r}")
+    if seeds is None:
+        seeds = _draw_seeds(num_candidates, generator)
+    batch_size = num_candidates if batch_size is None else batch_size
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    model = denoiser(pipe)
+    layer_ids = _resolve_layers(model, layers, attention)
+    cfg = _guidance(pipe, guidance_scale) > 1.0
+    if branch == "uncond" and not cfg:
+        raise ValueError("branch='uncond' needs classifier-free guidance (guidance_scale > 1)")
+    call_kwargs = dict(pipe_kwargs, output_type="latent")
+    if num_inference_steps is not None:
+        call_kwargs["num_inference_steps"] = num_inference_steps
+    if guidance_scale is not None:
+        call_kwargs["guidance_scale"] = guidance_scale
+
+    per_layer, empty, latents = [], [], []
+    for start in range(0, num_candidates, batch_size):
+        batch_seeds = seeds[start : start + batch_size]
+        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, cfg, call_kwargs,
+                                 dict(attention=attention, rows=rows, k=k, drop_prob=drop_prob, mask_seed=mask_seed,
+                                      keep_rows=keep_rows, block_rows=block_rows))
+        per_layer.append(s)
+        empty.append(e)
+        latents.append(lat)
+    per_layer = torch.cat(per_layer)  # (M, L)
+    bansa = per_layer.mean(1)
+    order = torch.argsort(bansa, stable=True)
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, num_candidates + 1)
+    winner = int(order[0])
+    table = pd.DataFrame({"seed": seeds, "bansa": bansa.numpy(), "rank": ranks.numpy(),
+                          "winner": np.arange(num_candidates) == winner, "empty_rows": torch.cat(empty).numpy()})
+    for j, layer in enumerate(layer_ids):
+        table[f"layer_{layer:02d}"] = per_layer[:, j].numpy()
+    table.index.name = "candidate"
+    candidate_latents = torch.cat(latents)
+    settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, attention=attention, rows=rows,
+                    mask_seed=mask_seed, batch_size=batch_size, guidance=cfg, **{
+                        key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale") if key in call_kwargs})
+    return SelectionResult(prompt=prompt, winner_seed=seeds[winner], winner_index=winner,
+                           latents=candidate_latents[winner : winner + 1].clone(), scores=table, layers=layer_ids,
+                           settings=settings, seconds=time.perf_counter() - t0, candidate_latents=candidate_latents)
+
+
+def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs, probe_kwargs):
+    """Per-layer scores ``(b, L)``, empty-row counts ``(b,)`` and drawn latents of one batch of candidates."""
+    b = len(seeds)
+    given = "prompt_embeds" in call_kwargs
+    device = getattr(pipe, "_execution_device", "cpu")
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    captured = {}
+    original_prepare = pipe.prepare_latents
+
+    def capture_prepare(*args, **kwargs):
+        out = original_prepare(*args, **kwargs)
+        captured["latents"] = (out[0] if isinstance(out, tuple) else out).detach().clone()
+        return out
+
+    call_kwargs = _repeat_conditioning(call_kwargs, b)
+    probe = AttentionProbe(model, layers=layer_ids, **probe_kwargs)
+    # Which model call holds the scored branch, and where in its batch:
+    #   batched CFG [uncond, cond] -> call 0, second or first half; Wan-style separate calls
+    #   (cond, then uncond) -> call 0 or 1, whole batch; no CFG -> call 0, whole batch.
+    layout = {}
+
+    def on_call(call, batch):
+        if call == 0:
+            if batch == 2 * b:
+                layout.update(call=0, rows=slice(b, 2 * b) if branch == "cond" else slice(0, b))
+            elif batch == b:
+                layout.update(call=0 if branch == "cond" or not cfg else 1, rows=slice(0, b))
+            else:
+                raise RuntimeError(f"first model call has batch {batch}; expected {b} or {2 * b} candidates")
+            probe.stop_at = (layout["call"], layer_ids[-1])
+        probe.armed = call == layout["call"]
+
+    probe.on_model_call = on_call
+    pipe.prepare_latents = capture_prepare
+    try:
+        with probe:
+            try:
+                pipe(prompt=prompt, num_videos_per_prompt=1 if given else b, generator=generators, **call_kwargs)
+                raise RuntimeError("the pipeline finished without reaching the last scored layer")
+            except StopForward:
+                pass
+    finally:
+        del pipe.prepare_latents  # back to the class method
+    scores = probe.scores(layout["call"])
+    per_layer = torch.stack([scores[layer][layout["rows"]].mean(-1) for layer in layer_ids], 1)  # (b, L)
+    empty = torch.stack([r.empty_rows[layout["rows"]].sum(-1) for r in probe.records if r.call == layout["call"]]).sum(0)
+    sigma = float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
+    return per_layer, empty, captured["latents"] / sigma
+
+
+#: keyword arguments that carry one prompt's conditioning along dimension 0
+_CONDITIONING = ("prompt_embeds", "negative_prompt_embeds", "prompt_attention_mask", "negative_prompt_attention_mask",
+                 "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+
+
+def _repeat_conditioning(call_kwargs: dict, b: int) -> dict:
+    """Repeat given single-prompt embeddings (and their masks) to the candidate batch.
+
+    With ``prompt_embeds``, diffusers video pipelines take the batch size from the
+    embeddings and do not repeat them for ``num_videos_per_prompt``, so the candidates'
+    batch is made here; the call then uses ``num_videos_per_prompt=1``.
+    """
+    out = dict(call_kwargs)
+    for key in _CONDITIONING:
+        value = out.get(key)
+        if value is not None:
+            if value.shape[0] != 1:
+                raise ValueError(f"{key} must hold one prompt (batch 1) for selection, got batch {value.shape[0]}")
+            out[key] = value.repeat_interleave(b, dim=0)
+    return out
+
+
+#: pipeline arguments that only shape the generated output, not the first denoising step
+_OUTPUT_ONLY = ("output_type", "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "latents",
+                "generator", "num_videos_per_prompt", "decode_timestep", "decode_noise_scale")
+
+
+def generate_with_anse(pipe, prompt: str | None = None, selection: dict | None = None, **generation_kwargs):
+    """Select the noise, then generate from it with the pipeline's normal call.
+
+    Selection is ``select_noise(pipe, prompt, **selection)`` and also receives every
+    generation argument that shapes the first denoising step (embeddings and their masks,
+    sizes, steps, guidance). Generation is ``pipe(prompt, latents=winner latents,
+    **generation_kwargs)``. Returns ``(pipeline output, SelectionResult)``.
+    """
+    for key in ("latents", "generator"):
+        if key in generation_kwargs:
+            raise ValueError(f"{key}= cannot be given to generate_with_anse: the selected noise is the latents")
+    shared = {key: value for key, value in generation_kwargs.items() if key not in _OUTPUT_ONLY}
+    result = select_noise(pipe, prompt, **{**shared, **(selection or {})})
+    output = pipe(prompt=prompt, latents=result.latents, **generation_kwargs)
+    return output, result
+
+
+@dataclass
+class DepthCalibration:
+    """The paper's d*: the smallest depth d whose cumulative score (mean of layers 1..d)
+    has Pearson r >= tau with the all-layer score.
+
+    curve: one row per depth: ``r_pooled`` (over all prompt x seed pairs, the paper's
+    reading) and ``r_within_prompt`` (mean over prompts of the correlation across that
+    prompt's seeds: what matters for picking a seed).
+    scores: one row per (prompt, seed) with all per-layer scores.
+    """
+
+    d_star: int | None
+    tau: float
+    curve: pd.DataFrame
+    scores: pd.DataFrame
+
+
+def calibrate_depth(pipe, prompts: list, seeds: list[int], tau: float = 0.7, **select_kwargs) -> DepthCalibration:
+    """Calibrate d* on ``prompts`` x ``seeds`` (all layers scored once per prompt)."""
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
+    if len(seeds) < 3:
+        raise ValueError(f"need at least 3 seeds per prompt to correlate, got {len(seeds)}")
+    frames = []
+    for i, prompt in enumerate(prompts):
+        res = select_noise(pipe, prompt, seeds=seeds, layers=None, **select_kwargs)
+        frames.append(res.scores.assign(prompt=prompt if isinstance(prompt, str) else i))
+    scores = pd.concat(frames, ignore_index=True)
+    layer_cols = sorted(c for c in scores.columns if c.startswith("layer_"))
+    per_layer = scores[layer_cols].to_numpy()
+    cumulative = np.cumsum(per_layer, 1) / np.arange(1, per_layer.shape[1] + 1)
+    full = cumulative[:, -1]
+    groups = scores["prompt"].to_numpy()
+    rows = []
+    for d in range(1, per_layer.shape[1] + 1):
+        r_pooled = _pearson(cumulative[:, d - 1], full)
+        within = [_pearson(cumulative[groups == g, d - 1], full[groups == g]) for g in pd.unique(groups)]
+        rows.append({"depth": d, "r_pooled": r_pooled, "r_within_prompt": float(np.nanmean(within))})
+    curve = pd.DataFrame(rows)
+    hits = curve[curve.r_pooled >= tau]
+    d_star = int(hits.depth.iloc[0]) if len(hits) else None
+    return DepthCalibration(d_star=d_star, tau=tau, curve=curve, scores=scores)
+
+
+def _pearson(a, b) -> float:
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan") if np.std(a) != np.std(b) else 1.0
+    return float(pearsonr(a, b)[0])

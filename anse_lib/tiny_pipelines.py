@@ -1,0 +1,131 @@
+"""Tiny, randomly initialised diffusers video pipelines, for tests, benchmarks and notebook 09.
+
+Nothing can be downloaded here, so these are real diffusers classes (``CogVideoXPipeline``,
+``WanPipeline``, ``LTXPipeline``, ``AnimateDiffPipeline``) built from small configs with no
+tokenizer, text encoder or VAE: they are driven with ``prompt_embeds`` and produce
+latents (``output_type="latent"``). A user with a real checkpoint calls the same
+``anse_lib`` functions on ``XPipeline.from_pretrained(local_path)`` instead.
+
+Each builder returns ``(pipe, call_kwargs)``: the keyword arguments (embeddings, sizes,
+steps) that make a valid call.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _embeds(generator, batch, length, dim):
+    return torch.randn(batch, length, dim, generator=generator)
+
+
+def tiny_cogvideox_pipeline(seed: int = 0, num_layers: int = 2, frames: int = 9, height: int = 32, width: int = 32,
+                            heads: int = 2, head_dim: int = 16, rotary: bool = True, text_len: int = 8):
+    """CogVideoX (joint text+video attention; RoPE as in CogVideoX-5B when ``rotary``).
+
+    Video tokens: ``((frames - 1) // 4 + 1) * (height // 16) * (width // 16)`` (VAE factor 8, patch 2).
+    """
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    torch.manual_seed(seed)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=heads, attention_head_dim=head_dim, in_channels=4, out_channels=4, time_embed_dim=32,
+        text_embed_dim=32, num_layers=num_layers, sample_width=width // 8, sample_height=height // 8,
+        sample_frames=frames, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=text_len,
+        use_rotary_positional_embeddings=rotary,
+    ).eval()
+    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=transformer,
+                             scheduler=CogVideoXDDIMScheduler(timestep_spacing="trailing"))
+    g = torch.Generator().manual_seed(seed + 1)
+    kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), negative_prompt_embeds=_embeds(g, 1, text_len, 32),
+                  height=height, width=width, num_frames=frames, num_inference_steps=2, guidance_scale=6.0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, kwargs
+
+
+def tiny_wan_pipeline(seed: int = 0, num_layers: int = 2, text_len: int = 8):
+    """Wan 2.1 (self and cross attention; CFG as two transformer calls, cond then uncond)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=num_layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    ).eval()
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    g = torch.Generator().manual_seed(seed + 1)
+    kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), negative_prompt_embeds=_embeds(g, 1, text_len, 32),
+                  height=32, width=32, num_frames=5, num_inference_steps=2, guidance_scale=5.0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, kwargs
+
+
+def tiny_ltx_pipeline(seed: int = 0, num_layers: int = 2, text_len: int = 8):
+    """LTX-Video (self and cross attention; text attention mask)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, num_layers=num_layers, caption_channels=32,
+    ).eval()
+    pipe = LTXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler())
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, text_len, dtype=torch.long)
+    mask[:, -2:] = 0  # two padding tokens
+    kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), negative_prompt_embeds=_embeds(g, 1, text_len, 32),
+                  prompt_attention_mask=mask, negative_prompt_attention_mask=mask.clone(),
+                  height=64, width=64, num_frames=9, num_inference_steps=2, guidance_scale=3.0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, kwargs
+
+
+def tiny_unet2d(seed: int = 0, cross_attention_dim: int = 32):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim, norm_num_groups=4, attention_head_dim=4,
+    )
+
+
+def tiny_animatediff_pipeline(seed: int = 0, text_len: int = 8):
+    """AnimateDiff (a UNetMotionModel; text cross attention scored by default)."""
+    from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
+
+    unet = tiny_unet2d(seed)
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=4,
+                            motion_num_attention_heads=2, motion_max_seq_length=16)
+    pipe = AnimateDiffPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet, motion_adapter=adapter,
+                               scheduler=DDIMScheduler(beta_schedule="linear", clip_sample=False))
+    pipe.unet.eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), negative_prompt_embeds=_embeds(g, 1, text_len, 32),
+                  height=64, width=64, num_frames=4, num_inference_steps=2, guidance_scale=7.5)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, kwargs
+
+
+def tiny_unet3d(seed: int = 0):
+    """A ModelScope-style ``UNet3DConditionModel`` (probe-level support; its pipeline is deprecated)."""
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32, norm_num_groups=4, attention_head_dim=8,
+    ).eval()
+
+
+PIPELINES = {
+    "cogvideox": tiny_cogvideox_pipeline,
+    "wan": tiny_wan_pipeline,
+    "ltx": tiny_ltx_pipeline,
+    "animatediff": tiny_animatediff_pipeline,
+}

@@ -1,0 +1,250 @@
+"""The attention probe and ANSE selection on the toy model and tiny diffusers video models."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from anse_lib import tiny_pipelines as T
+from anse_lib.bansa import bansa_bernoulli
+from anse_lib.probe import FAMILIES, AttentionProbe, StopForward, attention_layers
+from anse_lib.select import calibrate_depth, generate_with_anse, select_noise
+from anse_lib.toyworld import ToyVideoPipeline, build_components
+
+warnings.filterwarnings("ignore")
+PROMPT = "a big red circle moving left"
+
+
+@pytest.fixture(scope="module")
+def toy():
+    pipe = ToyVideoPipeline(**build_components(seed=0, transformer_config=dict(num_layers=3)))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module", params=sorted(T.PIPELINES))
+def real(request):
+    return (request.param, *T.PIPELINES[request.param]())
+
+
+def latent_output(pipe, kw, seed=0, **extra):
+    return pipe(generator=torch.Generator().manual_seed(seed), output_type="latent", **{**kw, **extra}).frames
+
+
+# --- transparency -------------------------------------------------------------------------------------
+def test_probe_transparent_on_real_pipelines(real):
+    name, pipe, kw = real
+    model = pipe.transformer if name != "animatediff" else pipe.unet
+    ref = latent_output(pipe, kw)
+    with AttentionProbe(model, k=3) as probe:
+        armed = latent_output(pipe, kw)
+        assert probe.records, name
+        probe.armed = False
+        n = len(probe.records)
+        disarmed = latent_output(pipe, kw)
+        assert len(probe.records) == n
+    assert torch.equal(ref, armed) and torch.equal(ref, disarmed), name
+    assert torch.equal(ref, latent_output(pipe, kw))  # restored
+
+
+def test_probe_transparent_on_unet3d():
+    unet = T.tiny_unet3d()
+    g = torch.Generator().manual_seed(0)
+    x, emb = torch.randn(2, 4, 3, 8, 8, generator=g), torch.randn(2, 5, 32, generator=g)
+    with torch.no_grad():
+        ref = unet(x, 10, encoder_hidden_states=emb).sample
+        with AttentionProbe(unet, k=3) as probe:
+            out = unet(x, 10, encoder_hidden_states=emb).sample
+    assert torch.equal(ref, out)
+    assert {r.layer for r in probe.records} == set(range(len(attention_layers(unet))))
+    assert probe.records[0].scores.shape[1] == unet.config.attention_head_dim or probe.records[0].scores.ndim == 2
+
+
+def test_probe_transparent_on_toy_with_cfg(toy):
+    ref = toy(PROMPT, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").frames
+    with AttentionProbe(toy.transformer, k=3):
+        out = toy(PROMPT, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").frames
+    assert torch.equal(ref, out)
+
+
+def test_rotary_embedding_reaches_the_wrapped_processor():
+    """A **kwargs wrapper would lose image_rotary_emb (old-style Attention.forward filters by signature)."""
+    pipe, kw = T.tiny_cogvideox_pipeline(rotary=True)
+    with AttentionProbe(pipe.transformer, k=2):
+        probed = latent_output(pipe, kw)
+    pipe.transformer.config.use_rotary_positional_embeddings = False  # pipeline then passes no RoPE
+    without_rope = latent_output(pipe, kw)
+    pipe.transformer.config.use_rotary_positional_embeddings = True
+    assert torch.equal(probed, latent_output(pipe, kw))
+    assert not torch.equal(probed, without_rope)
+
+
+def test_processors_restored_after_exception(toy):
+    originals = [m.processor for _, m in attention_layers(toy.transformer)]
+    with pytest.raises(ZeroDivisionError):
+        with AttentionProbe(toy.transformer):
+            assert type(attention_layers(toy.transformer)[0][1].processor).__name__.startswith("Probed")
+            1 / 0
+    assert [m.processor for _, m in attention_layers(toy.transformer)] == originals
+    with pytest.raises(StopForward):
+        with AttentionProbe(toy.transformer, stop_at=(0, 0)):
+            toy(PROMPT, num_inference_steps=1)
+    assert [m.processor for _, m in attention_layers(toy.transformer)] == originals
+
+
+# --- the scores are BANSA of the model's own attention ---------------------------------------------------
+def test_probe_scores_equal_naive_bansa_of_captured_attention(toy):
+    captured = []
+    real = F.scaled_dot_product_attention
+
+    def capture(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        captured.append(torch.softmax(q @ k.transpose(-1, -2) * (scale or q.shape[-1] ** -0.5), -1))
+        return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+
+    latents = toy.prepare_latents(1, torch.float32, "cpu", generator=torch.Generator().manual_seed(0))
+    emb, _ = toy.encode_prompt(PROMPT, do_classifier_free_guidance=False)
+    args = dict(hidden_states=latents, encoder_hidden_states=emb, timestep=torch.tensor([999]))
+    F.scaled_dot_product_attention = capture
+    try:
+        with torch.no_grad():
+            toy.transformer(**args)
+    finally:
+        F.scaled_dot_product_attention = real
+    with torch.no_grad(), AttentionProbe(toy.transformer, k=5, drop_prob=0.3, mask_seed=7,
+                                         accumulate_dtype=torch.float64) as probe:
+        toy.transformer(**args)
+    for layer, probs in enumerate(captured):
+        naive = bansa_bernoulli(probs, k=5, drop_prob=0.3, seed=7, salt=layer).score  # (1, H)
+        assert torch.allclose(probe.scores(0)[layer], naive, atol=1e-6), layer
+
+
+def test_probe_rows_option_on_joint_attention():
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    results = {}
+    for rows in ("all", "video", "text"):
+        with AttentionProbe(pipe.transformer, rows=rows, k=4, keep_rows=True) as probe:
+            latent_output(pipe, kw, num_inference_steps=1)
+        results[rows] = probe.records[0].rows
+    text_len = kw["prompt_embeds"].shape[1]
+    assert results["text"].shape[-1] == text_len
+    assert torch.allclose(results["all"][..., :text_len], results["text"], atol=1e-6)
+    assert torch.allclose(results["all"][..., text_len:], results["video"], atol=1e-6)
+    with pytest.raises(ValueError, match="needs joint text"):
+        AttentionProbe(T.tiny_wan_pipeline()[0].transformer, rows="video")
+
+
+@pytest.mark.parametrize("block_rows", [7, 100, None])
+def test_chunk_size_invariance(toy, block_rows):
+    ref = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
+    got = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, block_rows=block_rows)
+    np.testing.assert_allclose(got.scores.bansa, ref.scores.bansa, atol=1e-6)
+
+
+# --- selection ----------------------------------------------------------------------------------------------
+def test_batched_equals_sequential_and_same_seeds_identical(toy):
+    seeds = [3, 1, 4, 1_000_000, 5]
+    together = select_noise(toy, PROMPT, seeds=seeds, k=4)
+    one_by_one = select_noise(toy, PROMPT, seeds=seeds, k=4, batch_size=1)
+    in_pairs = select_noise(toy, PROMPT, seeds=seeds, k=4, batch_size=2)
+    np.testing.assert_allclose(one_by_one.scores.bansa, together.scores.bansa, atol=1e-6)
+    np.testing.assert_allclose(in_pairs.scores.bansa, together.scores.bansa, atol=1e-6)
+    again = select_noise(toy, PROMPT, seeds=seeds, k=4)
+    assert again.scores.equals(together.scores)
+    assert together.winner_seed == seeds[int(together.scores.bansa.argmin())]
+    assert together.scores["rank"].tolist() == (together.scores.bansa.rank(method="first").astype(int)).tolist()
+
+
+def test_seeds_drawn_from_generator(toy):
+    a = select_noise(toy, PROMPT, num_candidates=3, k=2, layers=1, generator=torch.Generator().manual_seed(1))
+    b = select_noise(toy, PROMPT, num_candidates=3, k=2, layers=1, generator=torch.Generator().manual_seed(1))
+    assert a.seeds == b.seeds and len(set(a.seeds)) == 3
+    assert a.scores.equals(b.scores)
+
+
+def test_early_stop_gives_same_scores_as_full_pass(toy):
+    full = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4)
+    early = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
+    np.testing.assert_array_equal(early.scores[["layer_00", "layer_01"]], full.scores[["layer_00", "layer_01"]])
+    picked = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=[2])
+    np.testing.assert_array_equal(picked.scores["layer_02"], full.scores["layer_02"])
+
+
+def test_uncond_branch_differs_from_cond(toy):
+    cond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1)
+    uncond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1, branch="uncond")
+    assert not np.allclose(cond.scores.bansa, uncond.scores.bansa)
+
+
+def test_winner_latents_are_what_the_pipeline_draws(real):
+    name, pipe, kw = real
+    res = select_noise(pipe, None, seeds=[11, 12, 13], k=3, layers=1, **kw)
+    captured = {}
+    original = pipe.prepare_latents
+
+    def spy(*a, **k):
+        captured["latents"] = out = original(*a, **k)
+        return out
+
+    pipe.prepare_latents = spy
+    try:
+        latent_output(pipe, kw, seed=res.winner_seed, num_inference_steps=1)
+    finally:
+        del pipe.prepare_latents
+    sigma = getattr(pipe.scheduler, "init_noise_sigma", 1.0)
+    assert torch.equal(res.latents * sigma, captured["latents"]), name
+
+
+def test_generate_with_anse_end_to_end(real):
+    name, pipe, kw = real
+    out, res = generate_with_anse(pipe, None, selection=dict(seeds=[5, 6, 7], k=3), output_type="latent", **kw)
+    assert len(res.scores) == 3 and res.scores.winner.sum() == 1
+    assert torch.equal(out.frames, latent_output(pipe, kw, seed=res.winner_seed)), name
+
+
+def test_wan_scores_each_cfg_call():
+    pipe, kw = T.tiny_wan_pipeline()
+    with AttentionProbe(pipe.transformer, k=3) as probe:
+        latent_output(pipe, kw, num_inference_steps=1)
+    assert probe.call_batch_sizes == [1, 1]  # cond, then uncond
+    assert set(probe.scores(0)) == set(probe.scores(1)) == set(range(2))
+    cond = select_noise(pipe, None, seeds=[1, 2], k=3, **kw)
+    uncond = select_noise(pipe, None, seeds=[1, 2], k=3, branch="uncond", **kw)
+    assert not np.allclose(cond.scores.bansa, uncond.scores.bansa)
+
+
+def test_toy_generation_uses_winner(toy):
+    out, res = generate_with_anse(toy, PROMPT, selection=dict(seeds=[0, 1, 2], k=3, layers=1), num_inference_steps=2)
+    ref = toy(PROMPT, num_inference_steps=2, generator=torch.Generator().manual_seed(res.winner_seed)).frames
+    np.testing.assert_array_equal(out.frames, ref)
+
+
+def test_calibrate_depth(toy):
+    cal = calibrate_depth(toy, [PROMPT, "a blue square moving up"], seeds=[0, 1, 2, 3], k=3)
+    assert list(cal.curve.depth) == [1, 2, 3]
+    assert cal.curve.r_pooled.iloc[-1] == pytest.approx(1.0)
+    assert cal.d_star is not None and 1 <= cal.d_star <= 3
+    assert len(cal.scores) == 8
+
+
+# --- errors ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(k=1), r"k .*>= 2"),
+    (dict(drop_prob=1.0), r"drop_prob .*\(0, 1\)"),
+    (dict(num_candidates=0), r"num_candidates \(M\) must be an integer >= 1, got 0"),
+    (dict(layers=[0, 9]), r"layer indices \[9\] out of range: this model has 3 attention layers"),
+    (dict(layers=0), r"layers=0 .* must be in 1..3"),
+    (dict(branch="both"), r"branch must be one of cond, uncond"),
+    (dict(seeds=[1, 2], num_candidates=3), r"num_candidates=3 but 2 seeds"),
+    (dict(guidance_scale=1.0, branch="uncond"), r"needs classifier-free guidance"),
+])
+def test_selection_errors_name_the_bad_value(toy, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        select_noise(toy, PROMPT, **kwargs)
+
+
+def test_unsupported_model_lists_supported():
+    with pytest.raises(ValueError, match="unsupported model Linear; supported: " + ", ".join(FAMILIES)):
+        AttentionProbe(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="attention='joint' is not available for WanTransformer3DModel"):
+        AttentionProbe(T.tiny_wan_pipeline()[0].transformer, attention="joint")
