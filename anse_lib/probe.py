@@ -154,6 +154,7 @@ class AttentionProbe:
         "text").
     k, drop_prob, mask_seed: the Bernoulli-mask BANSA settings (the masks of layer i use
         salt i: the same masks for every candidate and every call).
+    block_rows, block_bytes: chunking of the scorer (see :func:`~anse_lib.bansa.bansa_chunked`).
     keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
     accumulate_dtype: float32 by default here (3x faster than the float64 of
         :func:`~anse_lib.bansa.bansa_chunked`; per-row rounding of ~1e-6 nats averages
@@ -163,6 +164,7 @@ class AttentionProbe:
 
     def __init__(self, model: torch.nn.Module, layers=None, attention: str | None = None, rows: str = "all",
                  k: int = 10, drop_prob: float = 0.2, mask_seed: int = 0, block_rows: int | None = None,
+                 block_bytes: int = 256 << 20,
                  keep_rows: bool = False, stop_at: tuple[int, int] | None = None,
                  accumulate_dtype: torch.dtype = torch.float32):
         check_k(k)
@@ -186,7 +188,8 @@ class AttentionProbe:
         self.modules = [(i, *all_layers[i]) for i in layers]
         self.rows = rows
         self.k, self.drop_prob, self.mask_seed = k, drop_prob, mask_seed
-        self.block_rows, self.keep_rows, self.accumulate_dtype = block_rows, keep_rows, accumulate_dtype
+        self.block_rows, self.block_bytes = block_rows, block_bytes
+        self.keep_rows, self.accumulate_dtype = keep_rows, accumulate_dtype
         self.stop_at = stop_at
         self.on_model_call: Callable[[int, int], None] | None = None
         self.armed = True
@@ -278,7 +281,7 @@ class AttentionProbe:
             res = bansa_chunked(query.detach().cpu(), key.detach().cpu(), scale=scale,
                                 attn_mask=None if attn_mask is None else attn_mask.detach().cpu(),
                                 k=self.k, drop_prob=self.drop_prob, seed=self.mask_seed, salt=wrapper.layer,
-                                query_rows=query_rows, block_rows=self.block_rows,
+                                query_rows=query_rows, block_rows=self.block_rows, block_bytes=self.block_bytes,
                                 accumulate_dtype=self.accumulate_dtype)
         self.records.append(AttentionRecord(
             call=self._call, layer=wrapper.layer, name=wrapper.name, sub=sub, scores=res.score,

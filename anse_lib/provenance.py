@@ -9,7 +9,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -47,14 +46,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def command_line() -> str:
-    """The command that is running now, as a user would type it."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith("__main__.py"):
-        argv[0] = "python -m " + Path(argv[0]).parent.name
-    return " ".join(argv)
 
 
 def write_manifest(folder: str | os.PathLike, command: str, config: dict, extra: dict | None = None) -> dict:

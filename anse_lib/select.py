@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import pearsonr
+from tqdm.auto import tqdm
 
 from .bansa import check_drop_prob, check_k
 from .probe import AttentionProbe, StopForward, attention_layers
@@ -111,6 +112,7 @@ def select_noise(
     mask_seed: int = 0,
     keep_rows: bool = False,
     block_rows: int | None = None,
+    progress: bool = False,
     **pipe_kwargs,
 ) -> SelectionResult:
     """Score ``num_candidates`` initial noises by BANSA at the first denoising step; lowest wins.
@@ -118,7 +120,8 @@ def select_noise(
     num_candidates: M (default 10, or ``len(seeds)``). seeds: candidate seeds (default:
     M seeds drawn from ``generator``). layers: None (all), an int
     d (layers 1..d, the paper's depth), or a list of indices. branch: which CFG branch is
-    scored. batch_size: candidates per forward pass (default all). Other keyword
+    scored. batch_size: candidates per forward pass (default all). progress: show a
+    progress bar over the batches. Other keyword
     arguments (``prompt_embeds``, ``height``, ``num_frames``, ...) go to the pipeline.
     """
     t0 = time.perf_counter()
@@ -151,6 +154,7 @@ def select_noise(
         call_kwargs["guidance_scale"] = guidance_scale
 
     per_layer, empty, latents = [], [], []
+    bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)
     for start in range(0, num_candidates, batch_size):
         batch_seeds = seeds[start : start + batch_size]
         s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, cfg, call_kwargs,
@@ -159,6 +163,8 @@ def select_noise(
         per_layer.append(s)
         empty.append(e)
         latents.append(lat)
+        bar.update(len(batch_seeds))
+    bar.close()
     per_layer = torch.cat(per_layer)  # (M, L)
     bansa = per_layer.mean(1)
     order = torch.argsort(bansa, stable=True)
@@ -212,6 +218,7 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
         probe.armed = call == layout["call"]
 
     probe.on_model_call = on_call
+    shadowed = pipe.__dict__.get("prepare_latents")  # normally None: the class method
     pipe.prepare_latents = capture_prepare
     try:
         with probe:
@@ -221,7 +228,10 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
             except StopForward:
                 pass
     finally:
-        del pipe.prepare_latents  # back to the class method
+        if shadowed is None:
+            del pipe.prepare_latents  # back to the class method
+        else:
+            pipe.prepare_latents = shadowed
     scores = probe.scores(layout["call"])
     per_layer = torch.stack([scores[layer][layout["rows"]].mean(-1) for layer in layer_ids], 1)  # (b, L)
     empty = torch.stack([r.empty_rows[layout["rows"]].sum(-1) for r in probe.records if r.call == layout["call"]]).sum(0)

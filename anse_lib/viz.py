@@ -120,3 +120,12 @@ def film_strips(videos, labels: list[str] | None = None, title: str | None = Non
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_training_curve(curve, ax=None):
+    """Training loss (v-prediction MSE) against step, log scale, from a training-curve table."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3))
+    ax.plot(curve["step"], curve["loss"], lw=1)
+    ax.set(yscale="log", xlabel="training step", ylabel="v-prediction MSE (50-step mean)", title="toy model training")
+    return ax

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from anse_lib.provenance import ChecksumError, command_line, verify_manifest, write_manifest
+from anse_lib.provenance import ChecksumError, verify_manifest, write_manifest
 from anse_lib.toyworld import (
     ObjectSpec, PromptSpec, ToyVideoPipeline, WordTokenizer, build_components, load_toy_pipeline, make_split,
     parse_prompt, render, sample_prompts,

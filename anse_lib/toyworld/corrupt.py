@@ -58,3 +58,19 @@ CORRUPTIONS = {
     "noise": (noise, "imaging_quality"),
     "vanishing object": (vanishing, "subject_consistency"),
 }
+
+
+def validation_table(specs: list[PromptSpec], videos) -> "pd.DataFrame":
+    """Mean ToyBench of rendered ground-truth videos and of each corruption of them.
+
+    One row per version (ground truth, then each corruption), one column per metric.
+    """
+    import pandas as pd
+
+    from ..metrics import as_frames, toybench_table
+
+    frames = [as_frames(v) for v in videos]
+    rows = {"ground truth": toybench_table(frames, specs).drop(columns="prompt").mean()}
+    for name, (fn, _) in CORRUPTIONS.items():
+        rows[name] = toybench_table([fn(f, s) for f, s in zip(frames, specs)], specs).drop(columns="prompt").mean()
+    return pd.DataFrame(rows).T

@@ -174,6 +174,15 @@ def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_DIR, verify: bool = True)
         )
     if verify:
         verify_manifest(path)
-    pipe = ToyVideoPipeline.from_pretrained(path)
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # no "install accelerate" advice for a 3 M-parameter model
+    diffusers_logging.disable_progress_bar()
+    try:
+        pipe = ToyVideoPipeline.from_pretrained(path)
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+        diffusers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..provenance import atomic_write_bytes, atomic_write_text, command_line, write_manifest
+from ..provenance import atomic_write_bytes, atomic_write_text, write_manifest
 from .model import TRANSFORMER_CONFIG, build_components
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline
 from .render import render
@@ -204,6 +204,8 @@ def main(argv=None):
                     help=f"after training, write the EMA pipeline to DIR (the shipped one is {DEFAULT_MODEL_DIR})")
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--export-only", action="store_true",
+                    help="export the run's latest checkpoint without training further (needs --export)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     for name, f in TrainConfig.__dataclass_fields__.items():
         ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
@@ -211,10 +213,21 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
-    trainer = Trainer(cfg, Path(args.out))
-    trainer.run(ckpt_every=args.ckpt_every, log_every=args.log_every)
+    if args.export_only and not args.export:
+        ap.error("--export-only needs --export DIR")
+    if args.export_only:
+        if not (Path(args.out) / CKPT_NAME).exists():
+            ap.error(f"no checkpoint in {args.out} to export")
+        trainer = Trainer(cfg, Path(args.out))
+        trainer.cfg.steps = trainer.step  # what was actually trained
+    else:
+        trainer = Trainer(cfg, Path(args.out))
+        trainer.run(ckpt_every=args.ckpt_every, log_every=args.log_every)
     if args.export:
-        trainer.export(Path(args.export), command=command_line())
+        # the command that reproduces these weights from scratch
+        command = (f"python -m anse_lib.toyworld.train --out {args.out} --steps {trainer.step} "
+                   f"--seed {cfg.seed} --batch-size {cfg.batch_size} --lr {cfg.lr} --export {args.export}")
+        trainer.export(Path(args.export), command=command)
         print(json.dumps({"exported": args.export, "step": trainer.step}))
 
 

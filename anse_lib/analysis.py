@@ -1,0 +1,88 @@
+"""Does the score pick better seeds? Selection outcomes and correlations from a sweep table.
+
+A sweep table has one row per (prompt, seed) with ToyBench columns and score columns
+(``bansa``, ``layer_XX``); see ``benchmarks/toy_model_quality.py``. Prompts are grouped by
+``prompt_index`` where the table has it (one group per prompt draw, even if two draws
+happen to have the same text), else by ``prompt``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+STRATEGIES = ("random", "ANSE (min score)", "max score", "oracle")
+
+
+def selection_outcomes(table: pd.DataFrame, score: str = "bansa", m: int = 10,
+                       targets=("semantic", "quality")) -> pd.DataFrame:
+    """For every prompt, the video each strategy picks among its first ``m`` seeds.
+
+    random: the first seed (what a user without ANSE gets); ANSE: the lowest ``score``;
+    max score: the highest (the paper's sanity check); oracle: the best ``targets[0]``
+    (ties broken by ``targets[1]``), an upper bound no method can beat.
+    Returns one row per (prompt, strategy) with the picked seed and its targets.
+    """
+    if score not in table.columns:
+        raise ValueError(f"score column {score!r} not in the table; columns: {', '.join(table.columns)}")
+    rows = []
+    for prompt, group in table.groupby(_prompt_key(table), sort=False):
+        g = group.sort_values("seed").head(m)
+        if len(g) < m:
+            raise ValueError(f"prompt {prompt!r} has {len(g)} seeds, fewer than m={m}")
+        picks = {
+            "random": g.index[0],
+            "ANSE (min score)": g[score].idxmin(),
+            "max score": g[score].idxmax(),
+            "oracle": g.sort_values(list(targets), ascending=False).index[0],
+        }
+        for strategy, idx in picks.items():
+            rows.append({"prompt": prompt, "strategy": strategy, "seed": g.at[idx, "seed"],
+                         **{t: g.at[idx, t] for t in targets}})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_mean(values, n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a percentile bootstrap confidence interval: ``(mean, low, high)``."""
+    v = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n, len(v)))].mean(1)
+    a = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def outcome_summary(outcomes: pd.DataFrame, targets=("semantic", "quality")) -> pd.DataFrame:
+    """Mean of each target per strategy with 95 % bootstrap intervals, and the paired
+    difference ANSE - random (same prompts) with its interval."""
+    rows = []
+    for strategy in STRATEGIES:
+        sub = outcomes[outcomes.strategy == strategy]
+        row = {"strategy": strategy}
+        for t in targets:
+            row[t], row[f"{t} low"], row[f"{t} high"] = bootstrap_mean(sub[t])
+        rows.append(row)
+    summary = pd.DataFrame(rows).set_index("strategy")
+    pivot = {t: outcomes.pivot(index="prompt", columns="strategy", values=t) for t in targets}
+    for t in targets:
+        diff = pivot[t]["ANSE (min score)"] - pivot[t]["random"]
+        mean, lo, hi = bootstrap_mean(diff)
+        summary.loc["ANSE - random (paired)", [t, f"{t} low", f"{t} high"]] = [mean, lo, hi]
+    return summary
+
+
+def within_prompt_correlation(table: pd.DataFrame, score: str, target: str) -> pd.Series:
+    """Spearman correlation between ``score`` and ``target`` across the seeds of each prompt.
+
+    NaN where either is constant over a prompt's seeds. (The paper reports Pearson r over
+    its whole set; within a prompt is what matters for choosing a seed.)
+    """
+    def corr(g):
+        if g[score].nunique() < 2 or g[target].nunique() < 2:
+            return np.nan
+        return spearmanr(g[score], g[target])[0]
+
+    return table.groupby(_prompt_key(table)).apply(corr, include_groups=False)
+
+
+def _prompt_key(table: pd.DataFrame) -> str:
+    return "prompt_index" if "prompt_index" in table.columns else "prompt"

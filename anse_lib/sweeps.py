@@ -1,0 +1,92 @@
+"""Cached, resumable sweeps whose results carry their provenance.
+
+A sweep is a list of work items (chunks); each chunk produces rows of a table. Rows are
+appended to ``NAME.partial.csv`` atomically after every chunk, so an interrupted sweep
+resumes where it stopped; when all chunks are done the table is written to
+``NAME.csv`` with ``NAME.json`` beside it: the command, the model's hash, the config
+and the chunk layout that made it. :func:`load` checks that the cached table was made
+by the model it is used with.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from .provenance import atomic_write_text, model_hash, sha256_file
+
+SWEEPS_DIR = Path(__file__).resolve().parents[1] / "data" / "sweeps"
+
+
+class StaleResultsError(RuntimeError):
+    """A cached table was made by another model (or config) than the one asked for."""
+
+
+def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], config: dict, model_dir: str | Path,
+        command: str | None = None, folder: Path = SWEEPS_DIR, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume, or just load) a sweep and return its table. ``work(chunk)`` returns the chunk's rows.
+
+    A complete cached table made with the same model, config and chunks is returned as is.
+
+    Every row gets a ``chunk`` column (the chunk's position), which is how resuming and
+    recomputing find it.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks = list(chunks)
+    meta = {"name": name, "command": command or " ".join(["python"] + sys.argv), "model_hash": model_hash(model_dir),
+            "model_dir": str(Path(model_dir).name), "config": config, "chunks": [repr(c) for c in chunks]}
+    same = lambda other: all(other.get(k) == meta[k] for k in ("model_hash", "config", "chunks"))  # noqa: E731
+    final, final_meta = folder / f"{name}.csv", folder / f"{name}.json"
+    if final.exists() and final_meta.exists() and same(json.loads(final_meta.read_text())):
+        return load(name, model_dir, folder)[0]  # already complete
+    partial = folder / f"{name}.partial.csv"
+    partial_meta = folder / f"{name}.partial.json"
+    done = pd.DataFrame()
+    if partial.exists() and partial_meta.exists():
+        if same(json.loads(partial_meta.read_text())):
+            done = pd.read_csv(partial)
+    atomic_write_text(partial_meta, json.dumps(meta, indent=1))
+    finished = set(done["chunk"].unique()) if len(done) else set()
+    for i, chunk in enumerate(tqdm(chunks, desc=name, disable=not progress)):
+        if i in finished:
+            continue
+        rows = pd.DataFrame(work(chunk)).assign(chunk=i)
+        done = pd.concat([done, rows], ignore_index=True)
+        atomic_write_text(partial, _csv(done))
+    done = done.sort_values("chunk", kind="stable").reset_index(drop=True)
+    atomic_write_text(folder / f"{name}.csv", _csv(done))
+    meta["table_sha256"] = sha256_file(folder / f"{name}.csv")
+    atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=1) + "\n")
+    partial.unlink()
+    partial_meta.unlink()
+    return done
+
+
+def load(name: str, model_dir: str | Path | None = None, folder: Path = SWEEPS_DIR) -> tuple[pd.DataFrame, dict]:
+    """A cached table and its metadata; with ``model_dir``, check it was made by that model."""
+    folder = Path(folder)
+    table_path, meta_path = folder / f"{name}.csv", folder / f"{name}.json"
+    if not table_path.exists() or not meta_path.exists():
+        raise FileNotFoundError(f"no cached sweep {name!r} in {folder}; make it with the command in the README")
+    meta = json.loads(meta_path.read_text())
+    if sha256_file(table_path) != meta["table_sha256"]:
+        raise StaleResultsError(f"{table_path} does not match the SHA-256 recorded in {meta_path.name}")
+    if model_dir is not None and meta["model_hash"] != model_hash(model_dir):
+        raise StaleResultsError(
+            f"sweep {name!r} was made by model {meta['model_hash'][:12]}, not by {model_dir} "
+            f"({model_hash(model_dir)[:12]}); re-run: {meta['command']}"
+        )
+    return pd.read_csv(table_path), meta
+
+
+def _csv(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.7g")
+    return buf.getvalue()

@@ -1,0 +1,48 @@
+"""Cached sweeps: resume after interruption, reuse a complete cache, refuse another model's results."""
+import json
+
+import pandas as pd
+import pytest
+
+from anse_lib import sweeps
+from anse_lib.provenance import write_manifest
+
+
+def fake_model(path, content="weights"):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "w.bin").write_text(content)
+    write_manifest(path, command="test", config={})
+    return path
+
+
+def test_resume_reuse_and_stale_refusal(tmp_path):
+    model = fake_model(tmp_path / "model")
+    calls = []
+
+    def work(chunk):
+        calls.append(chunk)
+        if chunk == 2 and len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted during the third chunk
+        return [{"x": chunk, "y": chunk * 10}]
+
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run("s", [0, 1, 2, 3], work, {"a": 1}, model, command="cmd", folder=tmp_path, progress=False)
+    assert (tmp_path / "s.partial.csv").exists() and not (tmp_path / "s.csv").exists()
+    table = sweeps.run("s", [0, 1, 2, 3], work, {"a": 1}, model, command="cmd", folder=tmp_path, progress=False)
+    assert calls == [0, 1, 2, 2, 3]  # resumed: chunks 0 and 1 were not recomputed
+    assert table.x.tolist() == [0, 1, 2, 3] and table.chunk.tolist() == [0, 1, 2, 3]
+    assert not (tmp_path / "s.partial.csv").exists()
+    meta = json.loads((tmp_path / "s.json").read_text())
+    assert meta["command"] == "cmd" and meta["config"] == {"a": 1}
+
+    again = sweeps.run("s", [0, 1, 2, 3], work, {"a": 1}, model, folder=tmp_path, progress=False)
+    assert calls == [0, 1, 2, 2, 3] and again.equals(table)  # complete cache reused
+
+    other = fake_model(tmp_path / "other", content="other weights")
+    with pytest.raises(sweeps.StaleResultsError, match="re-run: cmd"):
+        sweeps.load("s", other, folder=tmp_path)
+    (tmp_path / "s.csv").write_text(pd.DataFrame({"x": [9]}).to_csv(index=False))
+    with pytest.raises(sweeps.StaleResultsError, match="does not match the SHA-256"):
+        sweeps.load("s", model, folder=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no cached sweep 'nope'"):
+        sweeps.load("nope", folder=tmp_path)
