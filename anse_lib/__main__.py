@@ -1,30 +1,85 @@
-"""Command line: ``python -m anse_lib demo``."""
+"""Command line.
+
+    python -m anse_lib demo
+    python -m anse_lib select --prompt "a big red circle moving left" --candidates 10
+    python -m anse_lib select --prompt "..." --model /path/to/local/diffusers/checkpoint
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 
+def _layers(text: str | None):
+    """'6' -> depth 6 (layers 1..6); '0,2,5' -> those indices; None -> all."""
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers takes a depth d or comma-separated indices, got {text!r}") from None
+
+
+def _load(model: str | None):
+    from .toyworld.pipeline import DEFAULT_MODEL_DIR, load_toy_pipeline
+
+    if model is None or model == str(DEFAULT_MODEL_DIR):
+        return load_toy_pipeline()
+    from pathlib import Path
+
+    from diffusers import DiffusionPipeline
+
+    if not Path(model).is_dir():
+        raise SystemExit(f"--model {model!r} is not a folder; give a local diffusers checkpoint (nothing is downloaded)")
+    pipe = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def demo(args) -> int:
-    """BANSA on synthetic attention maps: a peaked, a medium and a diffuse map, scored with K masks."""
-    import torch
+    from .demo import run_demo
 
-    from .bansa import attention_entropy, bansa_chunked
-    from .synthetic import attention_map
+    pipe = _load(args.model)
+    print(f"ANSE demo on {'the shipped toy model' if args.model is None else args.model}")
+    run_demo(pipe, num_candidates=args.candidates, k=args.k, drop_prob=args.drop_prob, layers=args.layers,
+             **({"folder": args.figures} if args.figures else {}))
+    return 0
 
-    print("ANSE demo: BANSA of synthetic attention maps (4 heads, 256 queries x 256 keys, K=10, drop_prob=0.2)")
-    print(f"{'map':>10} {'entropy (nats)':>15} {'BANSA (nats)':>13}")
-    for name, temp in [("peaked", 0.2), ("medium", 1.0), ("diffuse", 5.0)]:
-        attn = attention_map(256, 256, temperature=temp, heads=4, generator=torch.Generator().manual_seed(0))
-        score = bansa_chunked(probs=attn[None], k=10, drop_prob=0.2, seed=0).score.mean().item()
-        print(f"{name:>10} {attention_entropy(attn).mean().item():15.4f} {score:13.4f}")
+
+def select(args) -> int:
+    from .demo import select_command
+
+    pipe = _load(args.model)
+    select_command(pipe, args.prompt, num_candidates=args.candidates, k=args.k, drop_prob=args.drop_prob,
+                   layers=args.layers, batch_size=args.batch_size, seed=args.seed, out_name=args.out,
+                   steps=args.steps, guidance=args.guidance, **({"folder": args.figures} if args.figures else {}))
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m anse_lib", description="ANSE/BANSA workbook tools")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the end-to-end demo").set_defaults(func=demo)
+
+    def common(p):
+        p.add_argument("--model", default=None, help="local diffusers checkpoint folder (default: the shipped toy model)")
+        p.add_argument("--candidates", type=int, default=10, help="M, number of candidate seeds (default 10)")
+        p.add_argument("-k", type=int, default=10, help="K, Bernoulli mask samples (default 10)")
+        p.add_argument("--drop-prob", type=float, default=0.2, help="probability of dropping an entry (default 0.2)")
+        p.add_argument("--layers", type=_layers, default=None, help="depth d, or comma-separated layer indices")
+        p.add_argument("--figures", default=None, help="folder for the figures (default: figures/)")
+
+    p = sub.add_parser("demo", help="the end-to-end demo on the shipped toy model")
+    common(p)
+    p.set_defaults(func=demo)
+    p = sub.add_parser("select", help="score candidate seeds for one prompt and generate the winner")
+    common(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--batch-size", type=int, default=2, help="candidates per forward pass (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator drawing the candidate seeds")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    p.add_argument("--out", default="select", help="name prefix of the figures written to figures/")
+    p.set_defaults(func=select)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,120 @@
+"""How good, and how seed-dependent, is the shipped toy model? (cached in data/sweeps/)
+
+    python benchmarks/toy_model_quality.py            # resumes; prints the figures
+    python benchmarks/toy_model_quality.py --prompts 8 --seeds 4 --name quick   # a smaller run
+
+For held-out prompts x seeds at the default sampler settings: ToyBench of every video,
+and the BANSA of every (prompt, seed) at the first step (all layers, K=10, drop_prob=0.2,
+conditional branch), so later notebooks can ask whether the score predicts quality.
+First a guidance sweep (which chose the pipeline's default guidance), last the time to
+generate one video.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from anse_lib import metrics, sweeps
+from anse_lib.select import select_noise
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, sample_prompts
+from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
+
+
+def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
+    split = WorldSplit.from_json((DEFAULT_MODEL_DIR / "split.json").read_text())
+    return [p.text for p in sample_prompts(n, np.random.default_rng(seed), split, held_out=True)]
+
+
+def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
+    def work(chunk):
+        prompt_index, prompt = chunk
+        video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
+                     generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+        sel = select_noise(pipe, prompt, seeds=seeds, k=k, drop_prob=drop_prob)
+        rows = []
+        for i, s in enumerate(seeds):
+            scores = sel.scores.iloc[i]
+            rows.append({"prompt_index": prompt_index, "prompt": prompt, "seed": s,
+                         **metrics.toybench(video[i], prompt).as_dict(),
+                         "bansa": scores.bansa, **{c: scores[c] for c in sel.scores.columns if c.startswith("layer_")}})
+        return rows
+    return work
+
+
+def guidance_chunk(pipe, seeds, steps):
+    def work(chunk):
+        guidance, prompt = chunk
+        video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
+                     generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+        return [{"guidance": guidance, "prompt": prompt, "seed": s, **metrics.toybench(video[i], prompt).as_dict()}
+                for i, s in enumerate(seeds)]
+    return work
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--name", default="heldout_quality")
+    ap.add_argument("--guidance-values", default="1,2,4,6,8")
+    ap.add_argument("--guidance-prompts", type=int, default=8)
+    ap.add_argument("--guidance-only", action="store_true", help="run and print only the guidance sweep")
+    args = ap.parse_args(argv)
+    pipe = load_toy_pipeline()
+    seeds = list(range(args.seeds))
+    config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE, k=10,
+                  drop_prob=0.2, threads=torch.get_num_threads())
+    prompts = heldout_prompts(args.prompts)
+    gvals = [float(g) for g in args.guidance_values.split(",")]
+    gprompts = prompts[: args.guidance_prompts]
+    gtable = sweeps.run(f"{args.name}_guidance", [(g, p) for g in gvals for p in gprompts],
+                        guidance_chunk(pipe, seeds[:4], DEFAULT_STEPS),
+                        {**{k: v for k, v in config.items() if k != "guidance"}, "guidance_values": gvals,
+                         "prompts": len(gprompts), "seeds": seeds[:4]},
+                        DEFAULT_MODEL_DIR, command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+    by_guidance = gtable.groupby("guidance")[["semantic", "quality"]].mean()
+    print(f"guidance sweep ({len(gprompts)} held-out prompts x 4 seeds; pipeline default {DEFAULT_GUIDANCE}):")
+    print(by_guidance.round(3).to_string(), flush=True)
+    if args.guidance_only:
+        return
+    table = sweeps.run(args.name, list(enumerate(prompts)),
+                       quality_chunk(pipe, seeds, DEFAULT_STEPS, DEFAULT_GUIDANCE, 10, 0.2), config, DEFAULT_MODEL_DIR,
+                       command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+
+    per_prompt = table.groupby("prompt_index").agg(semantic=("semantic", "mean"), semantic_sd=("semantic", "std"),
+                                             quality=("quality", "mean"), quality_sd=("quality", "std"),
+                                             success=("semantic", lambda s: (s >= SUCCESS).mean()))
+    mixed = ((per_prompt.success > 0) & (per_prompt.success < 1)).mean()
+    report = {
+        "videos": len(table), "held-out prompt draws": table.prompt_index.nunique(),
+        "distinct prompt texts": table.prompt.nunique(), "seeds per prompt": args.seeds,
+        "mean semantic": table.semantic.mean(), "mean quality": table.quality.mean(),
+        **{f"mean {c}": table[c].mean() for c in metrics.SEMANTIC_CHECKS},
+        "share of videos with every attribute right": (table.semantic >= SUCCESS).mean(),
+        "mean per-prompt sd of semantic across seeds": per_prompt.semantic_sd.mean(),
+        "mean per-prompt sd of quality across seeds": per_prompt.quality_sd.mean(),
+        "share of prompts where some seeds succeed and others fail": mixed,
+        "share of prompts where every seed succeeds": (per_prompt.success == 1).mean(),
+        "share of prompts where every seed fails": (per_prompt.success == 0).mean(),
+    }
+
+    pipe("a big red circle moving left", generator=torch.Generator().manual_seed(0))  # warm-up
+    times = []
+    for i in range(3):
+        t0 = time.perf_counter()
+        pipe("a big red circle moving left", generator=torch.Generator().manual_seed(i))
+        times.append(time.perf_counter() - t0)
+
+    print(json.dumps({k: round(float(v), 4) for k, v in report.items()}, indent=1))
+    print(f"\ntime to generate one video ({DEFAULT_STEPS} steps, CFG {DEFAULT_GUIDANCE}, "
+          f"{torch.get_num_threads()} threads): median {np.median(times):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The shipped toy model, the cached sweep made with it (a sample recomputed), the demo and the CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anse_lib import sweeps
+from anse_lib.provenance import model_hash, verify_manifest
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline
+
+ROOT = DEFAULT_MODEL_DIR.parents[1]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load_toy_pipeline()
+
+
+def test_shipped_model_matches_its_manifest(pipe):
+    manifest = verify_manifest(DEFAULT_MODEL_DIR)
+    assert manifest["command"].startswith("python -m anse_lib.toyworld.train")
+    assert manifest["trained_steps"] > 0
+    assert pipe.transformer.config.num_layers == manifest["config"]["transformer"]["num_layers"]
+    curve = pd.read_csv(DEFAULT_MODEL_DIR / "training_curve.csv")
+    assert curve.step.max() == manifest["trained_steps"] and curve.loss.iloc[-1] < curve.loss.iloc[0]
+
+
+def test_shipped_model_is_deterministic(pipe):
+    a = pipe("a big red circle moving left", num_inference_steps=4, generator=torch.Generator().manual_seed(0)).frames
+    b = pipe("a big red circle moving left", num_inference_steps=4, generator=torch.Generator().manual_seed(0)).frames
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["heldout_quality", "heldout_quality_guidance"])
+def test_cached_sweeps_were_made_by_the_shipped_model(name):
+    table, meta = sweeps.load(name, DEFAULT_MODEL_DIR)
+    assert meta["model_hash"] == model_hash(DEFAULT_MODEL_DIR)
+    assert meta["command"].startswith("python benchmarks/toy_model_quality.py")
+    assert len(table) and table.chunk.nunique() == len(meta["chunks"])
+
+
+def test_cached_sweep_sample_recomputes(pipe):
+    """Regenerate the first chunk of the held-out sweep exactly as the benchmark did."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import toy_model_quality as bench
+
+    table, meta = sweeps.load("heldout_quality", DEFAULT_MODEL_DIR)
+    cfg = meta["config"]
+    chunk = table[table.chunk == 0].reset_index(drop=True)
+    prompt_index, prompt = int(chunk.prompt_index[0]), chunk.prompt[0]
+    assert prompt == bench.heldout_prompts(cfg["prompts"])[prompt_index]
+    rows = pd.DataFrame(bench.quality_chunk(pipe, cfg["seeds"], cfg["steps"], cfg["guidance"], cfg["k"],
+                                            cfg["drop_prob"])((prompt_index, prompt)))
+    for col in rows.columns:
+        if rows[col].dtype.kind == "f":
+            np.testing.assert_allclose(rows[col], chunk[col], atol=1e-4, err_msg=col)
+        else:
+            assert rows[col].tolist() == chunk[col].tolist(), col
+
+
+def test_demo_runs_small(pipe, tmp_path):
+    from anse_lib.demo import run_demo
+
+    lines = []
+    table = run_demo(pipe, prompts=["a big red circle moving left"], num_candidates=3, k=2, layers=1, steps=3,
+                     folder=tmp_path, out=lines.append)
+    assert list(table["winner seed"]) and "selection cost / plain generation" in "\n".join(lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "demo_1_anse.gif", "demo_1_random.gif", "demo_scores.png", "demo_videos.png"]
+
+
+def test_cli_select(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "anse_lib", "select", "--prompt", "a blue square moving up", "--candidates", "3",
+         "-k", "2", "--layers", "1", "--steps", "3", "--out", "cli", "--figures", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "winner: seed" in proc.stdout and "scoring candidates" in proc.stderr
+    assert (tmp_path / "cli_winner.gif").exists() and (tmp_path / "cli_scores.png").exists()
+
+
+def test_cli_rejects_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "anse_lib", "select", "--prompt", "a purple circle moving left",
+                           "--candidates", "2", "--figures", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "unknown word 'purple'" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "anse_lib", "select", "--prompt", "x", "--layers", "a,b"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and "--layers takes a depth d" in proc.stderr
