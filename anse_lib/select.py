@@ -120,8 +120,10 @@ def select_noise(
     num_candidates: M (default 10, or ``len(seeds)``). seeds: candidate seeds (default:
     M seeds drawn from ``generator``). layers: None (all), an int
     d (layers 1..d, the paper's depth), or a list of indices. branch: which CFG branch is
-    scored. batch_size: candidates per forward pass (default all). progress: show a
-    progress bar over the batches. Other keyword
+    scored. batch_size: candidates per forward pass (default all). attention, rows, k,
+    drop_prob, mask_seed, keep_rows, block_rows: the probe's settings (see
+    :class:`~anse_lib.probe.AttentionProbe`); the same ``mask_seed`` gives every candidate
+    the same masks. progress: show a progress bar over the batches. Other keyword
     arguments (``prompt_embeds``, ``height``, ``num_frames``, ...) go to the pipeline.
     """
     t0 = time.perf_counter()
