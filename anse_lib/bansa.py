@@ -350,6 +350,8 @@ def bansa_chunked(
     same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
 
     ``query_rows`` selects which query rows are scored (e.g. video tokens only).
+    The computation runs on the inputs' device (masks are made on the CPU, cached, and
+    moved there block by block); the returned per-row scores are on the CPU.
     ``accumulate_dtype``: the block's sums and entropies are computed in this dtype
     (float64 by default: BANSA is a difference of two entropies of ~log Nk nats, and
     float32 loses ~1e-6 of it; float32 is about 1.4x faster on CPU).
@@ -413,13 +415,13 @@ def bansa_chunked(
         hs = slice(heads.start, heads.stop)
         for r0 in range(0, nr, rows_per_block):
             rsel = rows_idx[r0 : r0 + rows_per_block]
-            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(accumulate_dtype)
+            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(device=src.device, dtype=accumulate_dtype)
             for b0 in range(0, b, batch_per_block):
                 bs = slice(b0, min(b, b0 + batch_per_block))
                 p = _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
                 rows, e = _bansa_rows_block(p.to(accumulate_dtype), masks)
-                out[bs, hs, r0 : r0 + rows_per_block] = rows.float()
-                empty[bs, hs] += e
+                out[bs, hs, r0 : r0 + rows_per_block] = rows.float().cpu()
+                empty[bs, hs] += e.cpu()
     return BansaRows(rows=out, empty_rows=empty)
 
 

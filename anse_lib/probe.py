@@ -278,8 +278,8 @@ class AttentionProbe:
             nq, nk = query.shape[2], key.shape[2]
             attn_mask = torch.ones(nq, nk, dtype=torch.bool, device=query.device).tril(diagonal=nk - nq)
         with torch.no_grad():
-            res = bansa_chunked(query.detach().cpu(), key.detach().cpu(), scale=scale,
-                                attn_mask=None if attn_mask is None else attn_mask.detach().cpu(),
+            res = bansa_chunked(query.detach(), key.detach(), scale=scale,  # on the model's device
+                                attn_mask=None if attn_mask is None else attn_mask.detach(),
                                 k=self.k, drop_prob=self.drop_prob, seed=self.mask_seed, salt=wrapper.layer,
                                 query_rows=query_rows, block_rows=self.block_rows, block_bytes=self.block_bytes,
                                 accumulate_dtype=self.accumulate_dtype)
