@@ -87,6 +87,13 @@ def check_probabilities(attn: torch.Tensor, atol: float = ROW_SUM_ATOL, name: st
     return a
 
 
+def check_row_sample(row_sample) -> int:
+    """``row_sample`` (how many query rows to score per layer) must be an int >= 1."""
+    if isinstance(row_sample, bool) or not isinstance(row_sample, int) or row_sample < 1:
+        raise ValueError(f"row_sample must be an int >= 1 (or None for all rows), got {row_sample!r}")
+    return row_sample
+
+
 def _check_finite(x: torch.Tensor, name: str) -> None:
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} has non-finite entries (NaN or inf); all entries must be finite")
@@ -207,26 +214,47 @@ def _masked_sample(probs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tenso
 def _bansa_rows_block(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """BANSA rows of one block without forming the K samples.
 
-    probs: ``(B, G, R, Nk)`` float32 attention rows; masks: ``(K, G, R, Nk)`` float32
-    keep-masks shared by the B batch entries. Returns rows ``(B, G, R)`` and empty-row
-    counts ``(B, G)``.
+    probs: ``(B, G, R, Nk)`` attention rows; masks: ``(K, G, R, Nk)`` keep-masks (0/1, same
+    dtype) shared by the B batch entries. Returns rows ``(B, G, R)`` and empty-row counts
+    ``(B, G)``.
 
     With ``Z_k = sum_j m_kj a_j`` and ``S_k = sum_j m_kj a_j log a_j``, the k-th sample's
     entropy is ``log Z_k - S_k / Z_k`` and the mean sample is ``a * (1/K) sum_k m_k / Z_k``;
-    both K-sums are batched matmuls. An empty sample (``Z_k`` ~ 0) is ``a`` itself.
+    the three K-sums are batched matrix products over (G, R), done on strided views (no
+    copy of the masks or of the probabilities).
     """
     k = masks.shape[0]
-    alog = torch.special.xlogy(probs, probs)
-    z = torch.einsum("kgrn,bgrn->kbgr", masks, probs)
-    s = torch.einsum("kgrn,bgrn->kbgr", masks, alog)
+    m = masks.permute(1, 2, 0, 3)  # (G, R, K, Nk) view
+    a = probs.permute(1, 2, 0, 3)  # (G, R, B, Nk) view
+    alog = torch.special.xlogy(a, a)
+    z = torch.matmul(m, a.transpose(-1, -2))  # (G, R, K, B)
+    s = torch.matmul(m, alog.transpose(-1, -2))
     is_empty = z <= EMPTY_ROW_MASS
     z_safe = torch.where(is_empty, torch.ones_like(z), z)
-    s_full = alog.sum(-1)  # -H(a) per row, used for empty samples
-    sample_entropy = torch.where(is_empty, -s_full.unsqueeze(0), torch.log(z_safe) - s / z_safe)
+    s_full = alog.sum(-1)  # (G, R, B): -H(a) per row, used for empty samples
+    sample_entropy = torch.where(is_empty, -s_full.unsqueeze(2), torch.log(z_safe) - s / z_safe)
     inv_z = torch.where(is_empty, torch.zeros_like(z), 1.0 / z_safe)
-    weight = torch.einsum("kgrn,kbgr->bgrn", masks, inv_z) + is_empty.sum(0).unsqueeze(-1)
-    rows = (row_entropy(probs * (weight / k)) - sample_entropy.mean(0)).clamp_min(0.0)
-    return rows, is_empty.sum((0, 3))
+    weight = torch.matmul(inv_z.transpose(-1, -2), m)  # (G, R, B, Nk)
+    weight += is_empty.sum(2).unsqueeze(-1)
+    weight *= a
+    weight /= k  # the mean sample, in place
+    rows = (row_entropy(weight) - sample_entropy.mean(2)).clamp_min(0.0)  # (G, R, B)
+    return rows.permute(2, 0, 1), is_empty.sum((1, 2)).transpose(0, 1)
+
+
+def sample_query_rows(rows: torch.Tensor, n: int, seed: int, salt: int = 0) -> torch.Tensor:
+    """A fixed random subset of ``n`` of ``rows`` (1-d int64), sorted; all of them if ``n >= len``.
+
+    Drawn without replacement from a generator seeded by ``(seed, salt)`` only, so every
+    candidate, head and chunk of one layer scores the same rows, and the mean over the
+    subset is an unbiased estimate of the mean over all ``rows``.
+    """
+    n = check_row_sample(n)
+    if n >= rows.numel():
+        return rows
+    g = torch.Generator().manual_seed(int(_mix64(torch.tensor([_wrap64(seed * 0x51ED27 + salt + 0xA5E)])).item()) & (2**62 - 1))
+    pick = torch.randperm(rows.numel(), generator=g)[:n].sort().values
+    return rows[pick]
 
 
 class _MaskCache:
@@ -328,8 +356,9 @@ def bansa_chunked(
     seed: int = 0,
     salt: int = 0,
     query_rows: slice | torch.Tensor | None = None,
+    row_sample: int | None = None,
     block_rows: int | None = None,
-    block_bytes: int = 256 << 20,
+    block_bytes: int | None = None,
     accumulate_dtype: torch.dtype = torch.float64,
 ) -> BansaRows:
     """Bernoulli BANSA of one attention call, never holding more than one block of rows.
@@ -341,15 +370,21 @@ def bansa_chunked(
 
     Rows are processed ``block_rows`` at a time (batch entries x heads x query rows), so
     peak memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
-    buffers, whatever Nq. By default ``block_rows`` is chosen so that one block's buffers
-    (K mask arrays per head-row, shared by the batch, plus about 8 arrays per batch entry,
-    each ``Nk`` long in ``accumulate_dtype``) fit in ``block_bytes``.
-    Boolean mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most).
+    buffers, whatever Nq. By default ``block_rows`` is chosen so that one block's
+    temporaries fit in ``block_bytes`` (see :func:`block_bytes_per_row`); ``block_bytes``
+    defaults to the size of the call's query tensor in float32 (at least 16 MiB), i.e. about
+    one activation of the layer being probed; with ``logits`` or ``probs`` to 256 MiB.
+    Boolean mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most, not counted in
+    ``block_bytes``).
     Masks are indexed by (head, row, key) only, not by batch index: every batch entry
     (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
     same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
 
     ``query_rows`` selects which query rows are scored (e.g. video tokens only).
+    ``row_sample``: score only this many of the selected rows, a fixed random subset
+    (:func:`sample_query_rows`, seeded by ``seed`` and ``salt``, the same for every batch
+    entry and head): an unbiased estimate of the all-rows mean at ``row_sample / Nq`` of
+    the cost. ``None`` (default) scores every selected row, as the paper does.
     The computation runs on the inputs' device (masks are made on the CPU, cached, and
     moved there block by block); the returned per-row scores are on the CPU.
     ``accumulate_dtype``: the block's sums and entropies are computed in this dtype
@@ -358,6 +393,10 @@ def bansa_chunked(
     Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
     """
     check_k(k)
+    if row_sample is not None:
+        check_row_sample(row_sample)
+    if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1):
+        raise ValueError(f"block_bytes must be an int >= 1 (or None for the default), got {block_bytes!r}")
     check_drop_prob(drop_prob)
     if block_rows is not None and block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
@@ -395,13 +434,18 @@ def bansa_chunked(
         rows_idx = torch.as_tensor(query_rows, dtype=torch.int64)
     if rows_idx.numel() == 0:
         raise ValueError("query_rows selects no rows")
+    if row_sample is not None:
+        rows_idx = sample_query_rows(rows_idx, row_sample, seed, salt)
     nr = rows_idx.numel()
     if block_rows is None:
-        # masks (K per head-row slot) are shared by the batch; probabilities and
-        # temporaries (about 8 arrays) are per batch entry
-        elsize = torch.empty((), dtype=accumulate_dtype).element_size()
-        slots = block_bytes // ((k + 8 * b) * nk * elsize)
-        block_rows = b * slots if slots >= 1 else max(1, block_bytes // ((k + 8) * nk * elsize))
+        if block_bytes is None:
+            block_bytes = max(16 << 20, query.numel() * 4) if query is not None else 256 << 20
+        shared, per_entry = block_bytes_per_row(k, nk, accumulate_dtype)
+        slots = block_bytes // (shared + b * per_entry)  # head-rows with the whole batch
+        if slots >= 1:
+            block_rows = b * slots
+        else:  # one head-row, the batch split
+            block_rows = max(1, (block_bytes - shared) // per_entry)
 
     # a block is batch_per_block x heads_per_block x rows_per_block attention rows, the
     # batch filled first so that one mask block serves as many candidates as possible
@@ -423,6 +467,19 @@ def bansa_chunked(
                 out[bs, hs, r0 : r0 + rows_per_block] = rows.float().cpu()
                 empty[bs, hs] += e.cpu()
     return BansaRows(rows=out, empty_rows=empty)
+
+
+def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float64) -> tuple[int, int]:
+    """Bytes of temporaries per attention row in :func:`bansa_chunked`: ``(shared, per_entry)``.
+
+    ``shared`` is per (head, query row) and serves the whole batch: K boolean masks, the
+    same K in ``accumulate_dtype``, and ~4 int64 hash temporaries per key when the masks
+    are not cached. ``per_entry`` is per batch entry: ~3 float32 arrays for the logits and
+    softmax plus ~6 ``accumulate_dtype`` arrays (probabilities, x log x, weights, ...).
+    Each array is ``num_keys`` long.
+    """
+    e = torch.empty((), dtype=accumulate_dtype).element_size()
+    return num_keys * (k * (1 + e) + 32), num_keys * (3 * 4 + 6 * e)
 
 
 def _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .bansa import bansa_chunked, check_drop_prob, check_k
+from .bansa import bansa_chunked, check_drop_prob, check_k, check_row_sample
 
 
 class StopForward(Exception):
@@ -103,7 +103,8 @@ class AttentionRecord:
     layer: index of the attention module among the probed kind (0-based, forward order).
     name: the module's name in ``model.named_modules()``.
     sub: index of the attention computation within that processor call (usually 0).
-    scores: ``(B, H)`` float32, mean BANSA over the scored query rows, nats.
+    scores: ``(B, H)`` float32, mean BANSA over the scored query rows, nats (B: the
+        probe's ``batch_slice`` of the call's batch, if one was set).
     empty_rows: ``(B, H)`` int64, (row, sample) pairs that lost all mass.
     rows: ``(B, H, Nr)`` per-row BANSA when ``keep_rows=True``, else None.
     num_queries, num_keys: sizes of the attention map (before row selection).
@@ -154,7 +155,12 @@ class AttentionProbe:
         "text").
     k, drop_prob, mask_seed: the Bernoulli-mask BANSA settings (the masks of layer i use
         salt i: the same masks for every candidate and every call).
-    block_rows, block_bytes: chunking of the scorer (see :func:`~anse_lib.bansa.bansa_chunked`).
+    row_sample: score a fixed random subset of this many query rows per layer (None: all,
+        as in the paper; see :func:`~anse_lib.bansa.bansa_chunked`).
+    block_rows, block_bytes: chunking of the scorer (see :func:`~anse_lib.bansa.bansa_chunked`;
+        ``block_bytes=None`` budgets about one query tensor of the probed call).
+    batch_slice: score only these entries of each call's batch (e.g. the conditional half
+        of a batched CFG call; None: all). May be changed between calls.
     keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
     accumulate_dtype: float32 by default here (3x faster than the float64 of
         :func:`~anse_lib.bansa.bansa_chunked`; per-row rounding of ~1e-6 nats averages
@@ -163,12 +169,14 @@ class AttentionProbe:
     """
 
     def __init__(self, model: torch.nn.Module, layers=None, attention: str | None = None, rows: str = "all",
-                 k: int = 10, drop_prob: float = 0.2, mask_seed: int = 0, block_rows: int | None = None,
-                 block_bytes: int = 256 << 20,
+                 k: int = 10, drop_prob: float = 0.2, mask_seed: int = 0, row_sample: int | None = None,
+                 block_rows: int | None = None, block_bytes: int | None = None, batch_slice: slice | None = None,
                  keep_rows: bool = False, stop_at: tuple[int, int] | None = None,
                  accumulate_dtype: torch.dtype = torch.float32):
         check_k(k)
         check_drop_prob(drop_prob)
+        if row_sample is not None:
+            check_row_sample(row_sample)
         self.model = model
         self.family = model_family(model)
         all_layers = attention_layers(model, attention)
@@ -188,7 +196,8 @@ class AttentionProbe:
         self.modules = [(i, *all_layers[i]) for i in layers]
         self.rows = rows
         self.k, self.drop_prob, self.mask_seed = k, drop_prob, mask_seed
-        self.block_rows, self.block_bytes = block_rows, block_bytes
+        self.row_sample, self.block_rows, self.block_bytes = row_sample, block_rows, block_bytes
+        self.batch_slice = batch_slice
         self.keep_rows, self.accumulate_dtype = keep_rows, accumulate_dtype
         self.stop_at = stop_at
         self.on_model_call: Callable[[int, int], None] | None = None
@@ -274,6 +283,11 @@ class AttentionProbe:
             attn_mask = attn_mask.unsqueeze(1) if attn_mask is not None and attn_mask.dim() == 3 else attn_mask
         if enable_gqa and key.shape[1] != query.shape[1]:
             key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+        if self.batch_slice is not None:
+            b = query.shape[0]
+            query, key = query[self.batch_slice], key[self.batch_slice]
+            if attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[0] == b:
+                attn_mask = attn_mask[self.batch_slice]
         if is_causal:
             nq, nk = query.shape[2], key.shape[2]
             attn_mask = torch.ones(nq, nk, dtype=torch.bool, device=query.device).tril(diagonal=nk - nq)
@@ -281,7 +295,8 @@ class AttentionProbe:
             res = bansa_chunked(query.detach(), key.detach(), scale=scale,  # on the model's device
                                 attn_mask=None if attn_mask is None else attn_mask.detach(),
                                 k=self.k, drop_prob=self.drop_prob, seed=self.mask_seed, salt=wrapper.layer,
-                                query_rows=query_rows, block_rows=self.block_rows, block_bytes=self.block_bytes,
+                                query_rows=query_rows, row_sample=self.row_sample,
+                                block_rows=self.block_rows, block_bytes=self.block_bytes,
                                 accumulate_dtype=self.accumulate_dtype)
         self.records.append(AttentionRecord(
             call=self._call, layer=wrapper.layer, name=wrapper.name, sub=sub, scores=res.score,

@@ -111,6 +111,7 @@ def select_noise(
     rows: str = "all",
     mask_seed: int = 0,
     keep_rows: bool = False,
+    row_sample: int | None = None,
     block_rows: int | None = None,
     progress: bool = False,
     **pipe_kwargs,
@@ -120,10 +121,11 @@ def select_noise(
     num_candidates: M (default 10, or ``len(seeds)``). seeds: candidate seeds (default:
     M seeds drawn from ``generator``). layers: None (all), an int
     d (layers 1..d, the paper's depth), or a list of indices. branch: which CFG branch is
-    scored. batch_size: candidates per forward pass (default all). attention, rows, k,
-    drop_prob, mask_seed, keep_rows, block_rows: the probe's settings (see
-    :class:`~anse_lib.probe.AttentionProbe`); the same ``mask_seed`` gives every candidate
-    the same masks. progress: show a progress bar over the batches. Other keyword
+    scored (only that branch's batch entries are scored). batch_size: candidates per forward
+    pass (default all). attention, rows, k, drop_prob, mask_seed, keep_rows, row_sample,
+    block_rows: the probe's settings (see :class:`~anse_lib.probe.AttentionProbe`); the same
+    ``mask_seed`` gives every candidate the same masks (and, with ``row_sample``, the same
+    query rows). progress: show a progress bar over the batches. Other keyword
     arguments (``prompt_embeds``, ``height``, ``num_frames``, ...) go to the pipeline.
     """
     t0 = time.perf_counter()
@@ -161,7 +163,7 @@ def select_noise(
         batch_seeds = seeds[start : start + batch_size]
         s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, cfg, call_kwargs,
                                  dict(attention=attention, rows=rows, k=k, drop_prob=drop_prob, mask_seed=mask_seed,
-                                      keep_rows=keep_rows, block_rows=block_rows))
+                                      keep_rows=keep_rows, row_sample=row_sample, block_rows=block_rows))
         per_layer.append(s)
         empty.append(e)
         latents.append(lat)
@@ -180,7 +182,7 @@ def select_noise(
     table.index.name = "candidate"
     candidate_latents = torch.cat(latents)
     settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, attention=attention, rows=rows,
-                    mask_seed=mask_seed, batch_size=batch_size, guidance=cfg, **{
+                    mask_seed=mask_seed, row_sample=row_sample, batch_size=batch_size, guidance=cfg, **{
                         key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale") if key in call_kwargs})
     return SelectionResult(prompt=prompt, winner_seed=seeds[winner], winner_index=winner,
                            latents=candidate_latents[winner : winner + 1].clone(), scores=table, layers=layer_ids,
@@ -217,6 +219,7 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
             else:
                 raise RuntimeError(f"first model call has batch {batch}; expected {b} or {2 * b} candidates")
             probe.stop_at = (layout["call"], layer_ids[-1])
+            probe.batch_slice = layout["rows"]  # score only the chosen branch's candidates
         probe.armed = call == layout["call"]
 
     probe.on_model_call = on_call
@@ -235,8 +238,8 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
         else:
             pipe.prepare_latents = shadowed
     scores = probe.scores(layout["call"])
-    per_layer = torch.stack([scores[layer][layout["rows"]].mean(-1) for layer in layer_ids], 1)  # (b, L)
-    empty = torch.stack([r.empty_rows[layout["rows"]].sum(-1) for r in probe.records if r.call == layout["call"]]).sum(0)
+    per_layer = torch.stack([scores[layer].mean(-1) for layer in layer_ids], 1)  # (b, L)
+    empty = torch.stack([r.empty_rows.sum(-1) for r in probe.records if r.call == layout["call"]]).sum(0)
     sigma = float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
     return per_layer, empty, captured["latents"] / sigma
 

@@ -158,6 +158,45 @@ def test_chunked_mask_and_query_rows():
     assert torch.allclose(sub.rows, naive.rows[..., 4:], atol=1e-6)
 
 
+def test_row_sample_scores_a_fixed_subset_of_the_full_rows():
+    """Subsampled rows are exactly those rows of the full computation, the same for every
+    candidate and head, fixed by (seed, salt); their mean is an unbiased estimate."""
+    q, k = qk(b=3, nq=40, nk=24)
+    full = B.bansa_chunked(q, k, k=6, seed=9, salt=2)
+    sub = B.bansa_chunked(q, k, k=6, seed=9, salt=2, row_sample=7, block_rows=4)
+    picked = B.sample_query_rows(torch.arange(40), 7, seed=9, salt=2)
+    assert sub.rows.shape == (3, 3, 7) and picked.tolist() == sorted(set(picked.tolist()))
+    assert torch.allclose(sub.rows, full.rows[..., picked], atol=1e-6, rtol=0)
+    assert torch.allclose(B.bansa_chunked(q[1:2], k[1:2], k=6, seed=9, salt=2, row_sample=7).rows, sub.rows[1:2], atol=1e-7)
+    assert not torch.equal(B.sample_query_rows(torch.arange(40), 7, seed=9, salt=3), picked)  # per layer
+    # within selected query rows, and all of them when asking for more than there are
+    video = B.bansa_chunked(q, k, k=6, seed=9, salt=2, query_rows=slice(10, 40), row_sample=5)
+    assert set(B.sample_query_rows(torch.arange(10, 40), 5, 9, 2).tolist()) <= set(range(10, 40))
+    assert torch.allclose(video.rows, full.rows[..., B.sample_query_rows(torch.arange(10, 40), 5, 9, 2)], atol=1e-6)
+    assert torch.allclose(B.bansa_chunked(q, k, k=6, seed=9, salt=2, row_sample=99).rows, full.rows, atol=1e-7)
+    # unbiased: over many subsets (seeds) the mean of subset means is the full mean
+    subset_means = [B.sample_query_rows(torch.arange(40), 7, s).float().mean() for s in range(2000)]
+    assert abs(float(torch.stack(subset_means).mean()) - 19.5) < 0.2
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "64"])
+def test_row_sample_rejected_unless_positive_int(bad):
+    q, k = qk()
+    with pytest.raises(ValueError, match=f"row_sample must be an int >= 1.*{bad!r}"):
+        B.bansa_chunked(q, k, row_sample=bad)
+
+
+def test_block_bytes_bounds_the_block_and_does_not_change_scores():
+    q, k = qk(b=2, nq=30, nk=50)
+    ref = B.bansa_chunked(q, k, k=5, seed=1)
+    shared, per_entry = B.block_bytes_per_row(5, 50, torch.float64)
+    assert shared == 50 * (5 * 9 + 32) and per_entry == 50 * (12 + 48)
+    for budget in (1, shared + per_entry, 3 * (shared + 2 * per_entry), 1 << 30):
+        assert torch.allclose(B.bansa_chunked(q, k, k=5, seed=1, block_bytes=budget).rows, ref.rows, atol=1e-7)
+    with pytest.raises(ValueError, match="block_bytes must be an int >= 1.*0"):
+        B.bansa_chunked(q, k, block_bytes=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_computed_in_float32(dtype):
     q, k = qk()

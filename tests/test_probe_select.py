@@ -119,6 +119,39 @@ def test_probe_scores_equal_naive_bansa_of_captured_attention(toy):
         assert torch.allclose(probe.scores(0)[layer], naive, atol=1e-6), layer
 
 
+def test_probe_batch_slice_and_row_sample_score_parts_of_the_full_result(toy):
+    """batch_slice scores only some batch entries, row_sample a fixed subset of query rows:
+    both equal the matching part of the full computation."""
+    from anse_lib.bansa import sample_query_rows
+    gen = torch.Generator().manual_seed(0)
+    latents = toy.prepare_latents(2, torch.float32, "cpu", generator=gen)
+    emb, _ = toy.encode_prompt([PROMPT, "a small blue square moving up"], do_classifier_free_guidance=False)
+    args = dict(hidden_states=latents, encoder_hidden_states=emb, timestep=torch.tensor([999, 999]))
+    runs = {}
+    for name, kw in dict(full={}, half=dict(batch_slice=slice(1, 2)), sub=dict(row_sample=50)).items():
+        with torch.no_grad(), AttentionProbe(toy.transformer, k=4, keep_rows=True, **kw) as probe:
+            toy.transformer(**args)
+        runs[name] = probe
+    for layer in range(3):
+        full = runs["full"].records[layer].rows  # (2, H, N)
+        assert torch.allclose(runs["half"].records[layer].rows, full[1:2], atol=1e-6)
+        picked = sample_query_rows(torch.arange(full.shape[-1]), 50, seed=0, salt=layer)
+        assert torch.allclose(runs["sub"].records[layer].rows, full[..., picked], atol=1e-6)
+    with pytest.raises(ValueError, match="row_sample must be an int >= 1.*0"):
+        AttentionProbe(toy.transformer, row_sample=0)
+
+
+def test_select_row_sample_deterministic_and_all_rows_when_large(toy):
+    ref = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
+    big = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, row_sample=10_000)
+    np.testing.assert_allclose(big.scores.bansa, ref.scores.bansa, atol=1e-6)
+    a = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, row_sample=64)
+    b = select_noise(toy, PROMPT, seeds=[2, 0], k=4, layers=2, row_sample=64)
+    assert a.settings["row_sample"] == 64
+    np.testing.assert_allclose(b.scores.bansa, a.scores.bansa.iloc[[2, 0]], atol=1e-6)  # same rows for all
+    assert not np.allclose(a.scores.bansa, ref.scores.bansa)
+
+
 def test_probe_rows_option_on_joint_attention():
     pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
     results = {}
