@@ -189,3 +189,28 @@ def test_three_training_steps_resume_exactly(tmp_path, monkeypatch):
     manifest = verify_manifest(tmp_path / "model")
     assert manifest["trained_steps"] == 3 and "split.json" in manifest["files"]
     assert load_toy_pipeline(tmp_path / "model").transformer.config.num_layers == 1
+
+
+def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
+    from anse_lib.provenance import read_manifest
+    from anse_lib.toyworld import train
+
+    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
+    cfg = dict(batch_size=2, warmup_steps=2, seed=1, autocast="none")
+    first = train.Trainer(train.TrainConfig(steps=2, **cfg), tmp_path / "a")
+    first.run(ckpt_every=10, progress=False)
+    first.export(tmp_path / "model", command="first")
+    cont = train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **cfg), tmp_path / "b")
+    assert cont.step == cont.base_step == 2
+    for (n, p), (_, q) in zip(first.ema.state_dict().items(), cont.modules.state_dict().items()):
+        assert torch.equal(p, q), n  # starts from the exported (EMA) weights
+    assert cont.lr_at(2) == pytest.approx(cont.cfg.lr / 2)  # the fresh optimiser warms up again
+    cont.run(ckpt_every=10, progress=False)
+    assert cont.step == 3
+    cont.export(tmp_path / "model2", command="second")
+    manifest = read_manifest(tmp_path / "model2")
+    assert manifest["init_from"]["trained_steps"] == 2 and manifest["init_from"]["command"] == "first"
+    with pytest.raises(ValueError, match="already has 2 steps; got steps=2"):
+        train.Trainer(train.TrainConfig(steps=2, init_from=str(tmp_path / "model"), **cfg), tmp_path / "c")
+    with pytest.raises(ValueError, match="autocast must be one of .*'fp16'"):
+        train.TrainConfig(steps=2, autocast="fp16").validate()

@@ -12,6 +12,12 @@ exactly the data of an uninterrupted one.
 Recipe: v-prediction on a zero-terminal-SNR DDIM schedule, AdamW with linear warm-up,
 bf16 autocast, an EMA of the weights (exported), and condition dropout (the empty prompt)
 for classifier-free guidance.
+
+``--autocast none`` trains in float32: on a CPU without native bf16 (no AVX-512 BF16 /
+AMX) autocast is emulated and about 10x slower than float32. ``--init-from DIR`` continues
+from an exported pipeline folder (its hash is checked): the step counter, the data stream
+and the training curve carry on from that model's ``trained_steps``; the optimiser starts
+fresh, so the warm-up is repeated.
 """
 from __future__ import annotations
 
@@ -31,13 +37,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..provenance import atomic_write_bytes, atomic_write_text, write_manifest
+from ..provenance import atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
 from .model import TRANSFORMER_CONFIG, build_components
-from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline
+from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import render
 from .world import make_split, sample_prompts
 
 CKPT_NAME = "checkpoint.pt"
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "none": None}
 CURVE_NAME = "training_curve.csv"
 DATA_DIR = DEFAULT_MODEL_DIR.parent
 
@@ -54,6 +61,8 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     held_out_fraction: float = 0.2
+    autocast: str = "bf16"
+    init_from: str = ""
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -62,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
 
 
 def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Tensor]:
@@ -88,7 +99,26 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.modules.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.curve: list[dict] = []
+        self.base_step = 0  # where this run's optimiser (and warm-up) started
+        self.init_manifest: dict | None = None
+        if cfg.init_from:
+            self._init_from(Path(cfg.init_from))
         self._load_if_present()
+
+    def _init_from(self, folder: Path):
+        """Start from the weights of an exported pipeline folder (hash-checked)."""
+        pipe = load_toy_pipeline(folder, verify=True)
+        self.init_manifest = read_manifest(folder)
+        weights = {"transformer": pipe.transformer.state_dict(), "text_encoder": pipe.text_encoder.state_dict()}
+        for name, module in self.modules.items():
+            module.load_state_dict(weights[name])
+            self.ema[name].load_state_dict(weights[name])
+        self.base_step = self.step = int(self.init_manifest["trained_steps"])
+        with open(folder / CURVE_NAME, newline="") as f:
+            self.curve = [{k: float(v) if k != "step" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        if self.cfg.steps <= self.step:
+            raise ValueError(f"--steps counts from the start of {folder}'s training, which already has "
+                             f"{self.step} steps; got steps={self.cfg.steps}, need more than {self.step}")
 
     # --- persistence -----------------------------------------------------------------------
     def _ckpt_path(self) -> Path:
@@ -110,12 +140,14 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.curve = state["curve"]
+        self.base_step = state.get("base_step", 0)
 
     def save(self):
         buf = io.BytesIO()
         torch.save(
             {"modules": self.modules.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
-             "step": self.step, "curve": self.curve, "config": asdict(self.cfg)},
+             "step": self.step, "curve": self.curve, "config": asdict(self.cfg),
+             "base_step": self.base_step},
             buf,
         )
         atomic_write_bytes(self._ckpt_path(), buf.getvalue())
@@ -123,7 +155,7 @@ class Trainer:
 
     # --- optimisation -------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup_steps)
+        return self.cfg.lr * min(1.0, (step - self.base_step + 1) / self.cfg.warmup_steps)
 
     def train_step(self) -> float:
         cfg = self.cfg
@@ -136,7 +168,8 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
         ids = self.tokenizer(prompts)["input_ids"]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        dtype = AUTOCAST_DTYPES[cfg.autocast]
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             emb = self.text_encoder(ids)
             pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t, return_dict=False)[0]
         loss = torch.nn.functional.mse_loss(pred.float(), target)
@@ -179,8 +212,12 @@ class Trainer:
             pipe.save_pretrained(tmp, safe_serialization=True)
             (tmp / "split.json").write_text(self.split.to_json() + "\n")
             (tmp / CURVE_NAME).write_text(curve_csv(self.curve))
+            extra = {"trained_steps": self.step}
+            if self.init_manifest is not None:
+                extra["init_from"] = {k: self.init_manifest[k] for k in ("command", "files", "trained_steps")
+                                      if k in self.init_manifest}
             write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": TRANSFORMER_CONFIG},
-                           extra={"trained_steps": self.step})
+                           extra=extra)
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(tmp, out_dir)
@@ -226,7 +263,12 @@ def main(argv=None):
     if args.export:
         # the command that reproduces these weights from scratch
         command = (f"python -m anse_lib.toyworld.train --out {args.out} --steps {trainer.step} "
-                   f"--seed {cfg.seed} --batch-size {cfg.batch_size} --lr {cfg.lr} --export {args.export}")
+                   f"--seed {cfg.seed} --batch-size {cfg.batch_size} --lr {cfg.lr} --autocast {cfg.autocast}")
+        if cfg.init_from:
+            command += f" --init-from {cfg.init_from}"
+        command += f" --export {args.export}"
+        if trainer.init_manifest is not None:  # reproducing needs the init model first
+            command = f"{trainer.init_manifest['command']} && {command}"
         trainer.export(Path(args.export), command=command)
         print(json.dumps({"exported": args.export, "step": trainer.step}))
 
