@@ -156,12 +156,17 @@ def select_noise(
         call_kwargs["num_inference_steps"] = num_inference_steps
     if guidance_scale is not None:
         call_kwargs["guidance_scale"] = guidance_scale
+    # The conditional branch's first-step input (latents, timestep, prompt) does not depend on
+    # guidance, and the transformer treats batch entries independently: score it in a pass
+    # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG.
+    score_cfg = cfg and branch == "uncond"
+    score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, guidance_scale=1.0)
 
     per_layer, empty, latents = [], [], []
     bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)
     for start in range(0, num_candidates, batch_size):
         batch_seeds = seeds[start : start + batch_size]
-        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, cfg, call_kwargs,
+        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, score_cfg, score_kwargs,
                                  dict(attention=attention, rows=rows, k=k, drop_prob=drop_prob, mask_seed=mask_seed,
                                       keep_rows=keep_rows, row_sample=row_sample, block_rows=block_rows))
         per_layer.append(s)

@@ -19,9 +19,13 @@ def _embeds(generator, batch, length, dim):
 
 
 def tiny_cogvideox_pipeline(seed: int = 0, num_layers: int = 2, frames: int = 9, height: int = 32, width: int = 32,
-                            heads: int = 2, head_dim: int = 16, rotary: bool = True, text_len: int = 8):
+                            heads: int = 2, head_dim: int = 16, rotary: bool = True, text_len: int = 8,
+                            vae: bool = False):
     """CogVideoX (joint text+video attention; RoPE as in CogVideoX-5B when ``rotary``).
 
+    ``vae=True`` adds a tiny random ``AutoencoderKLCogVideoX`` (spatial factor 8, temporal
+    4, as the real one) so that videos are decoded to pixels; otherwise use
+    ``output_type="latent"``.
     Video tokens: ``((frames - 1) // 4 + 1) * (height // 16) * (width // 16)`` (VAE factor 8, patch 2).
     """
     from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
@@ -33,7 +37,16 @@ def tiny_cogvideox_pipeline(seed: int = 0, num_layers: int = 2, frames: int = 9,
         sample_frames=frames, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=text_len,
         use_rotary_positional_embeddings=rotary,
     ).eval()
-    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=transformer,
+    autoencoder = None
+    if vae:
+        from diffusers import AutoencoderKLCogVideoX
+
+        autoencoder = AutoencoderKLCogVideoX(
+            in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+            up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+            layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+        ).eval()
+    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=autoencoder, transformer=transformer,
                              scheduler=CogVideoXDDIMScheduler(timestep_spacing="trailing"))
     g = torch.Generator().manual_seed(seed + 1)
     kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), negative_prompt_embeds=_embeds(g, 1, text_len, 32),

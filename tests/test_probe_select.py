@@ -203,6 +203,20 @@ def test_early_stop_gives_same_scores_as_full_pass(toy):
     np.testing.assert_array_equal(picked.scores["layer_02"], full.scores["layer_02"])
 
 
+def test_cond_branch_scored_without_cfg_equals_cond_half_of_cfg_batch(toy):
+    """Selection scores the cond branch in a pass without CFG; that equals the cond half of
+    the pipeline's own [uncond, cond] first step."""
+    seeds = [0, 1, 2]
+    got = select_noise(toy, PROMPT, seeds=seeds, k=4, guidance_scale=4.0)
+    assert got.settings["guidance_scale"] == 4.0
+    with torch.no_grad(), AttentionProbe(toy.transformer, k=4, batch_slice=slice(3, 6)) as probe:
+        toy(prompt=PROMPT, num_videos_per_prompt=3, num_inference_steps=1, guidance_scale=4.0, output_type="latent",
+            generator=[torch.Generator().manual_seed(s) for s in seeds])
+    assert probe.call_batch_sizes == [6]
+    want = torch.stack([v.mean(-1) for v in probe.scores(0).values()], 1).mean(1)
+    np.testing.assert_allclose(got.scores.bansa, want.numpy(), atol=1e-6)
+
+
 def test_uncond_branch_differs_from_cond(toy):
     cond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1)
     uncond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1, branch="uncond")
@@ -233,6 +247,16 @@ def test_generate_with_anse_end_to_end(real):
     out, res = generate_with_anse(pipe, None, selection=dict(seeds=[5, 6, 7], k=3), output_type="latent", **kw)
     assert len(res.scores) == 3 and res.scores.winner.sum() == 1
     assert torch.equal(out.frames, latent_output(pipe, kw, seed=res.winner_seed)), name
+
+
+def test_generate_with_anse_decodes_through_a_vae():
+    """With a (tiny, random) CogVideoX VAE the winner is decoded to pixel frames, exactly the
+    video the pipeline makes from the winning seed."""
+    pipe, kw = T.tiny_cogvideox_pipeline(vae=True)
+    out, res = generate_with_anse(pipe, None, selection=dict(seeds=[5, 6], k=3), output_type="pt", **kw)
+    assert out.frames.shape == (1, 9, 3, 32, 32)
+    again = pipe(generator=torch.Generator().manual_seed(res.winner_seed), output_type="pt", **kw).frames
+    assert torch.equal(out.frames, again)
 
 
 def test_wan_scores_each_cfg_call():
