@@ -39,8 +39,8 @@ def _load(model: str | None):
 def demo(args) -> int:
     from .demo import run_demo
 
-    pipe = _load(args.model)
-    print(f"ANSE demo on {'the shipped toy model' if args.model is None else args.model}")
+    pipe = _load(None)
+    print("ANSE demo on the shipped toy model")
     run_demo(pipe, num_candidates=args.candidates, k=args.k, drop_prob=args.drop_prob, layers=args.layers,
              **({"folder": args.figures} if args.figures else {}))
     return 0
@@ -61,18 +61,19 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--model", default=None, help="local diffusers checkpoint folder (default: the shipped toy model)")
         p.add_argument("--candidates", type=int, default=10, help="M, number of candidate seeds (default 10)")
         p.add_argument("-k", type=int, default=10, help="K, Bernoulli mask samples (default 10)")
         p.add_argument("--drop-prob", type=float, default=0.2, help="probability of dropping an entry (default 0.2)")
         p.add_argument("--layers", type=_layers, default=None, help="depth d, or comma-separated layer indices")
         p.add_argument("--figures", default=None, help="folder for the figures (default: figures/)")
 
+    # no --model: the demo scores videos with ToyBench, which only understands toy-world prompts
     p = sub.add_parser("demo", help="the end-to-end demo on the shipped toy model")
     common(p)
     p.set_defaults(func=demo)
     p = sub.add_parser("select", help="score candidate seeds for one prompt and generate the winner")
     common(p)
+    p.add_argument("--model", default=None, help="local diffusers checkpoint folder (default: the shipped toy model)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--batch-size", type=int, default=2, help="candidates per forward pass (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator drawing the candidate seeds")
