@@ -27,15 +27,26 @@ SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
 
 
 def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
+    """``n`` distinct held-out prompt texts, drawn in a fixed order (repeated draws skipped)."""
     split = WorldSplit.from_json((DEFAULT_MODEL_DIR / "split.json").read_text())
-    return [p.text for p in sample_prompts(n, np.random.default_rng(seed), split, held_out=True)]
+    rng, texts = np.random.default_rng(seed), []
+    while len(texts) < n:
+        for p in sample_prompts(n, rng, split, held_out=True):
+            if p.text not in texts and len(texts) < n:
+                texts.append(p.text)
+    return texts
+
+
+def generate(pipe, prompt, seeds, steps, guidance) -> torch.Tensor:
+    """One video per seed, batched: ``(len(seeds), F, 3, H, W)`` in [-1, 1]."""
+    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
+                generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
 
 
 def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
     def work(chunk):
         prompt_index, prompt = chunk
-        video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
-                     generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+        video = generate(pipe, prompt, seeds, steps, guidance)
         sel = select_noise(pipe, prompt, seeds=seeds, k=k, drop_prob=drop_prob)
         rows = []
         for i, s in enumerate(seeds):
@@ -50,8 +61,7 @@ def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
 def guidance_chunk(pipe, seeds, steps):
     def work(chunk):
         guidance, prompt = chunk
-        video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
-                     generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+        video = generate(pipe, prompt, seeds, steps, guidance)
         return [{"guidance": guidance, "prompt": prompt, "seed": s, **metrics.toybench(video[i], prompt).as_dict()}
                 for i, s in enumerate(seeds)]
     return work
