@@ -262,10 +262,11 @@ def main(argv=None):
         trainer.run(ckpt_every=args.ckpt_every, log_every=args.log_every)
     if args.export:
         # the command that reproduces these weights from scratch
-        command = (f"python -m anse_lib.toyworld.train --out {args.out} --steps {trainer.step} "
-                   f"--seed {cfg.seed} --batch-size {cfg.batch_size} --lr {cfg.lr} --autocast {cfg.autocast}")
-        if cfg.init_from:
-            command += f" --init-from {cfg.init_from}"
+        defaults = TrainConfig()
+        command = f"python -m anse_lib.toyworld.train --out {args.out} --steps {trainer.step} --seed {cfg.seed}"
+        for name in TrainConfig.__dataclass_fields__:  # every other setting that is not the default
+            if name not in ("steps", "seed") and getattr(cfg, name) != getattr(defaults, name):
+                command += f" --{name.replace('_', '-')} {getattr(cfg, name)}"
         command += f" --export {args.export}"
         if trainer.init_manifest is not None:  # reproducing needs the init model first
             command = f"{trainer.init_manifest['command']} && {command}"
