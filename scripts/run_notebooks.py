@@ -5,6 +5,7 @@
 Each notebook runs top to bottom in its own folder with the current environment's
 kernel; a failing cell stops with the error and leaves the file unchanged.
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ def run(path: Path, timeout: int = 600) -> float:
 
 
 if __name__ == "__main__":
+    # the kernel inherits the environment: a non-interactive MPLBACKEND (the Makefile sets Agg
+    # for the tests) would replace the inline backend and drop every figure from the outputs
+    os.environ.pop("MPLBACKEND", None)
     paths = [Path(p) for p in sys.argv[1:]]
     if not paths:
         sys.exit("usage: python scripts/run_notebooks.py NOTEBOOK.ipynb [...]")
