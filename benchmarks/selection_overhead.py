@@ -23,9 +23,9 @@ Models:
   work per attention entry: ~4 x head_dim + 12 x width x head_dim / tokens multiply-adds,
   here 4 x 64 + 12 x 128 x 64 / 4220 = 279, for CogVideoX-2B 4 x 64 + 12 x 1920 x 64 /
   17776 = 339. The 2 x 16 config of the tests (~65) would overstate the overhead about
-  5x; more heads would not change the per-entry figure but would multiply the run time
-  (8 heads x 64: an estimated 1-2 hours per 50-step generation on 2 cores, from a run we
-  stopped). Plain time is measured as
+  5x. More heads would leave the per-entry figure about the same; a first attempt at
+  8 heads x 64 (a batch of 10 at 4k tokens) did not finish two forward passes in 12
+  CPU-minutes here, which we did not investigate. Plain time is measured as
   ``t(1 step) + 49 x (t(2 steps) - t(1 step))`` (every step costs the same).
 
 Everything is measured in this one run, on this machine; compare ratios.
