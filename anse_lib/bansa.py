@@ -258,9 +258,12 @@ def sample_query_rows(rows: torch.Tensor, n: int, seed: int, salt: int = 0) -> t
 
 
 class _MaskCache:
-    """Byte-bounded cache of boolean keep-mask blocks (they depend only on their arguments)."""
+    """Byte-bounded cache of boolean keep-mask blocks (they depend only on their arguments).
 
-    def __init__(self, max_bytes: int = 256 << 20):
+    ``max_bytes=0`` caches nothing.
+    """
+
+    def __init__(self, max_bytes: int = 0):
         self.max_bytes = max_bytes
         self._store: dict = {}
         self._bytes = 0
@@ -285,6 +288,10 @@ class _MaskCache:
         self._bytes = 0
 
 
+#: Off by default: measured on 2 CPU cores, reusing masks saved 1-5 % of selection time
+#: (22 % on the toy model with all rows), while a 256 MiB cache added ~65 % to the
+#: footprint of a 4k-token first step (``benchmarks/probe_memory.py``). To reuse masks
+#: across batches and prompts: ``MASK_CACHE.max_bytes = 256 << 20``.
 MASK_CACHE = _MaskCache()
 
 
@@ -374,8 +381,8 @@ def bansa_chunked(
     temporaries fit in ``block_bytes`` (see :func:`block_bytes_per_row`); ``block_bytes``
     defaults to the size of the call's query tensor in float32 (at least 16 MiB), i.e. about
     one activation of the layer being probed; with ``logits`` or ``probs`` to 256 MiB.
-    Boolean mask blocks are cached (:data:`MASK_CACHE`, 256 MiB at most, not counted in
-    ``block_bytes``).
+    Boolean mask blocks can be cached across calls (:data:`MASK_CACHE`, off by default; its
+    bytes are not counted in ``block_bytes``).
     Masks are indexed by (head, row, key) only, not by batch index: every batch entry
     (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
     same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.

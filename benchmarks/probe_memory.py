@@ -1,6 +1,6 @@
 """Peak extra memory of the armed probe vs a plain forward, and vs the naive computation.
 
-    python benchmarks/probe_memory.py      # ~4 min on 2 cores
+    python benchmarks/probe_memory.py      # ~8 min on 2 cores
 
 The forward that selection runs: the first step of M = 10 candidates (the conditional
 branch, one batch) through a random-initialised CogVideoX at 4,220 tokens (4,212 video +
@@ -16,10 +16,10 @@ variant runs in a fresh process. Two views of memory, both reported:
   magnifies any fixed cost of the probe.
 
 The probe's own memory is its block buffers (``block_bytes``; default: the size of the
-call's query tensor) plus the mask cache (``anse_lib.bansa.MASK_CACHE``, 256 MiB at most by
-default, which pays off when the same masks serve several batches or prompts). "naive" is
-one layer's full attention tensor and its K masked samples, as a full-tensor
-implementation holds them: computed, not measured (it does not fit in this machine).
+call's query tensor) plus, if enabled, the mask cache (``anse_lib.bansa.MASK_CACHE``; off
+by default, 256 MiB here), which pays off when the same masks serve several batches or
+prompts. "naive" is one layer's full attention tensor and its K masked samples, as a
+full-tensor implementation holds them: computed, not measured (it does not fit in this machine).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import torch
 from anse_lib.costs import _peak_mib, _reset_peak
 
 M, K = 10, 10
+REPEATS = 3  # peak resident memory varies by tens of MiB between identical runs
 HEADS, HEAD_DIM, LAYERS, FRAMES, SIZE = 2, 64, 2, 49, 288
 
 
@@ -62,23 +63,30 @@ def _run(variant: str, row_sample, mask_cache_bytes: int) -> tuple[float, float]
     return peak - base, peak - before
 
 
-def measure(variant, row_sample=None, mask_cache_bytes=256 << 20):
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_run, (variant, row_sample, mask_cache_bytes))
+def measure(variant, row_sample=None, mask_cache_bytes=0):
+    """Median (footprint, activations) in MiB over REPEATS fresh processes, and their spread."""
+    runs = []
+    for _ in range(REPEATS):
+        with mp.get_context("spawn").Pool(1) as pool:
+            runs.append(pool.apply(_run, (variant, row_sample, mask_cache_bytes)))
+    foot, act = (sorted(r[i] for r in runs) for i in (0, 1))
+    return foot[REPEATS // 2], act[REPEATS // 2], foot[-1] - foot[0]
 
 
 def main():
     tokens = ((FRAMES - 1) // 4 + 1) * (SIZE // 16) ** 2 + 8
     print(f"CogVideoX, random weights: {tokens} tokens, {LAYERS} layers, {HEADS} heads x {HEAD_DIM}; "
           f"batch of M={M} candidates; K={K}")
-    foot, act = measure("plain")
-    print(f"plain forward: footprint {foot:.0f} MiB, activations {act:.0f} MiB")
-    print(f"{'armed probe':<44} {'footprint':>10} {'extra':>8} {'activations':>12} {'extra':>8}")
+    foot, act, spread = measure("plain")
+    print(f"medians of {REPEATS} runs each (spread: max - min footprint over the runs)")
+    print(f"plain forward: footprint {foot:.0f} MiB (spread {spread:.0f}), activations {act:.0f} MiB")
+    print(f"{'armed probe':<44} {'footprint':>10} {'extra':>8} {'activations':>12} {'extra':>8} {'spread':>8}")
     for rows in (None, 256):
-        for cache in (256, 0):
-            f, a = measure("probe", rows, cache << 20)
-            label = f"rows {rows or 'all'}, mask cache {cache} MiB"
-            print(f"{label:<44} {f:8.0f} MiB {f / foot - 1:8.1%} {a:8.0f} MiB {a / act - 1:8.1%}", flush=True)
+        for cache in (0, 256):
+            f, a, sp = measure("probe", rows, cache << 20)
+            label = f"rows {rows or 'all'}, mask cache {cache or 'off (default)'}{' MiB' if cache else ''}"
+            print(f"{label:<44} {f:6.0f} MiB {f / foot - 1:8.1%} {a:8.0f} MiB {a / act - 1:8.1%} {sp:4.0f} MiB",
+                  flush=True)
     naive_mib = (K + 2) * M * HEADS * tokens**2 * 4 / 2**20
     print(f"naive, one layer's attention of the batch and its {K} samples, float32 (computed): {naive_mib:,.0f} MiB "
           f"= {naive_mib / foot:.0f}x the plain footprint")

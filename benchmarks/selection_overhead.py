@@ -78,7 +78,7 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False):
     seeds = list(range(M))
     select = lambda d, rs: select_noise(pipe, prompt, seeds=seeds, k=K, layers=d, row_sample=rs,  # noqa: E731
                                         num_inference_steps=STEPS, **kw)
-    select(1, ROW_SAMPLE)  # warm-up (allocator, mask cache of layer 0)
+    select(1, ROW_SAMPLE)  # warm-up
     for d in depths:
         full = None
         for rs in (None, ROW_SAMPLE):
