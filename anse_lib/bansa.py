@@ -400,8 +400,6 @@ def bansa_chunked(
     Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
     """
     check_k(k)
-    if row_sample is not None:
-        check_row_sample(row_sample)
     if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1):
         raise ValueError(f"block_bytes must be an int >= 1 (or None for the default), got {block_bytes!r}")
     check_drop_prob(drop_prob)
@@ -442,7 +440,7 @@ def bansa_chunked(
     if rows_idx.numel() == 0:
         raise ValueError("query_rows selects no rows")
     if row_sample is not None:
-        rows_idx = sample_query_rows(rows_idx, row_sample, seed, salt)
+        rows_idx = sample_query_rows(rows_idx, row_sample, seed, salt)  # validates row_sample
     nr = rows_idx.numel()
     if block_rows is None:
         if block_bytes is None:
