@@ -170,6 +170,18 @@ def _mix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _lsr(x, 31)
 
 
+def _mix64_(x: torch.Tensor) -> torch.Tensor:
+    """:func:`_mix64` in place on ``x`` (same values; ~1.4x faster on large tensors)."""
+    tmp = torch.empty_like(x)
+    for shift, mult in ((30, _M1), (27, _M2), (31, None)):
+        torch.bitwise_right_shift(x, shift, out=tmp)
+        tmp &= (1 << (64 - shift)) - 1
+        x ^= tmp
+        if mult is not None:
+            x *= mult
+    return x
+
+
 def seed_from_generator(generator: torch.Generator | None) -> int:
     """Draw one 62-bit mask seed from ``generator`` (torch's global RNG if None)."""
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
@@ -193,7 +205,7 @@ def keep_masks(
     out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool)
     for c in range((k + per_hash - 1) // per_hash):
         # SplitMix64: one finaliser over a distinct counter per (row, key, word)
-        bits = _mix64(row_key[:, :, None] + (cols + _wrap64(c * _GOLDEN)))
+        bits = _mix64_(row_key[:, :, None] + (cols + _wrap64(c * _GOLDEN)))
         for b in range(per_hash):
             s = c * per_hash + b
             if s >= k:
@@ -218,27 +230,35 @@ def _bansa_rows_block(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.T
     dtype) shared by the B batch entries. Returns rows ``(B, G, R)`` and empty-row counts
     ``(B, G)``.
 
-    With ``Z_k = sum_j m_kj a_j`` and ``S_k = sum_j m_kj a_j log a_j``, the k-th sample's
-    entropy is ``log Z_k - S_k / Z_k`` and the mean sample is ``a * (1/K) sum_k m_k / Z_k``;
-    the three K-sums are batched matrix products over (G, R), done on strided views (no
-    copy of the masks or of the probabilities).
+    With ``Z_k = sum_j m_kj a_j``, the k-th sample is ``q_k = m_k a / Z_k`` and the mean
+    sample is ``qbar = a w`` with ``w_j = (1/K) sum_k m_kj / Z_k``. The generalised
+    Jensen-Shannon divergence is ``mean_k KL(q_k || qbar)``, and on the support of ``q_k``
+    ``q_k / qbar = 1 / (Z_k w)``, so per row
+
+        BANSA = - sum_j a_j w_j log w_j - (1/K) sum_k log Z_k.
+
+    This equals ``H(qbar) - mean_k H(q_k)`` exactly (the ``a log a`` terms of the two
+    entropies cancel), but needs one logarithm per entry instead of two, and its terms are
+    of the size of BANSA itself (``log w ~ log 1/(1 - drop_prob)``) rather than two
+    entropies of ~``log Nk`` nats whose difference loses float precision. The K-sums are
+    batched matrix products over (G, R) on strided views (no copy of masks or
+    probabilities). An empty sample (``Z_k = 0``) is the unmasked row: mask all ones,
+    ``Z_k = 1``.
     """
     k = masks.shape[0]
     m = masks.permute(1, 2, 0, 3)  # (G, R, K, Nk) view
     a = probs.permute(1, 2, 0, 3)  # (G, R, B, Nk) view
-    alog = torch.special.xlogy(a, a)
     z = torch.matmul(m, a.transpose(-1, -2))  # (G, R, K, B)
-    s = torch.matmul(m, alog.transpose(-1, -2))
     is_empty = z <= EMPTY_ROW_MASS
     z_safe = torch.where(is_empty, torch.ones_like(z), z)
-    s_full = alog.sum(-1)  # (G, R, B): -H(a) per row, used for empty samples
-    sample_entropy = torch.where(is_empty, -s_full.unsqueeze(2), torch.log(z_safe) - s / z_safe)
     inv_z = torch.where(is_empty, torch.zeros_like(z), 1.0 / z_safe)
-    weight = torch.matmul(inv_z.transpose(-1, -2), m)  # (G, R, B, Nk)
-    weight += is_empty.sum(2).unsqueeze(-1)
-    weight *= a
-    weight /= k  # the mean sample, in place
-    rows = (row_entropy(weight) - sample_entropy.mean(2)).clamp_min(0.0)  # (G, R, B)
+    w = torch.matmul(inv_z.transpose(-1, -2), m)  # (G, R, B, Nk)
+    w += is_empty.sum(2).unsqueeze(-1)
+    w /= k
+    # w log w with 0 log 0 = 0: w is 0 only where every mask dropped the key, and there
+    # any finite value of log w times w = 0 gives 0
+    w_log_w = w * torch.log(w.clamp_min(torch.finfo(w.dtype).tiny))
+    rows = (0.0 - (a * w_log_w).sum(-1) - torch.log(z_safe).mean(2)).clamp_min(0.0)  # (G, R, B)
     return rows.permute(2, 0, 1), is_empty.sum((1, 2)).transpose(0, 1)
 
 
@@ -366,7 +386,7 @@ def bansa_chunked(
     row_sample: int | None = None,
     block_rows: int | None = None,
     block_bytes: int | None = None,
-    accumulate_dtype: torch.dtype = torch.float64,
+    accumulate_dtype: torch.dtype = torch.float32,
 ) -> BansaRows:
     """Bernoulli BANSA of one attention call, never holding more than one block of rows.
 
@@ -394,9 +414,11 @@ def bansa_chunked(
     the cost. ``None`` (default) scores every selected row, as the paper does.
     The computation runs on the inputs' device (masks are made on the CPU, cached, and
     moved there block by block); the returned per-row scores are on the CPU.
-    ``accumulate_dtype``: the block's sums and entropies are computed in this dtype
-    (float64 by default: BANSA is a difference of two entropies of ~log Nk nats, and
-    float32 loses ~1e-6 of it; float32 is about 1.4x faster on CPU).
+    ``accumulate_dtype``: the block's sums and logarithms are computed in this dtype.
+    float32 by default: the block computes BANSA directly, not as a difference of two
+    entropies of ~log Nk nats (see :func:`_bansa_rows_block`), so float32 keeps it to
+    ~3e-7 nats per row and ~1e-8 per layer score (measured on random 532-token maps,
+    against a float64 computation); float64 is about 1.8x slower on CPU.
     Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
     """
     check_k(k)
@@ -474,13 +496,13 @@ def bansa_chunked(
     return BansaRows(rows=out, empty_rows=empty)
 
 
-def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float64) -> tuple[int, int]:
+def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float32) -> tuple[int, int]:
     """Bytes of temporaries per attention row in :func:`bansa_chunked`: ``(shared, per_entry)``.
 
     ``shared`` is per (head, query row) and serves the whole batch: K boolean masks, the
     same K in ``accumulate_dtype``, and ~4 int64 hash temporaries per key when the masks
     are not cached. ``per_entry`` is per batch entry: ~3 float32 arrays for the logits and
-    softmax plus ~6 ``accumulate_dtype`` arrays (probabilities, x log x, weights, ...).
+    softmax plus ~6 ``accumulate_dtype`` arrays (probabilities, weights, w log w, ...).
     Each array is ``num_keys`` long.
     """
     e = torch.empty((), dtype=accumulate_dtype).element_size()

@@ -162,9 +162,9 @@ class AttentionProbe:
     batch_slice: score only these entries of each call's batch (e.g. the conditional half
         of a batched CFG call; None: all). May be changed between calls.
     keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
-    accumulate_dtype: float32 by default here (3x faster than the float64 of
-        :func:`~anse_lib.bansa.bansa_chunked`; per-row rounding of ~1e-6 nats averages
-        out over the rows of a layer, far below the differences between candidates).
+    accumulate_dtype: the scorer's arithmetic (float32 by default, as in
+        :func:`~anse_lib.bansa.bansa_chunked`: ~1e-8 nats on a layer's score, far below the
+        differences between candidates; float64 for checks).
     stop_at: ``(call, layer)`` after which the forward is ended with :class:`StopForward`.
     """
 

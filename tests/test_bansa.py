@@ -116,6 +116,23 @@ def test_empty_rows_guarded_and_counted():
     assert c.empty_rows.sum().item() == res.empty_rows.item()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_direct_form_equals_entropy_difference_with_some_samples_empty(dtype):
+    """The scorer's one-log form -sum a w log w - mean log Z equals H(mean) - mean H on
+    rows where some (not all) samples lose their mass, and on exact zeros."""
+    g = torch.Generator().manual_seed(5)
+    probs = torch.zeros(2, 3, 16, 9)
+    for i in range(16):  # rows with 1 to 4 nonzero keys
+        support = torch.randperm(9, generator=g)[: 1 + i % 4]
+        probs[:, :, i, support] = torch.rand(2, 3, len(support), generator=g) + 0.1
+    probs /= probs.sum(-1, keepdim=True)
+    naive = B.bansa_bernoulli(probs, k=7, drop_prob=0.6, seed=2)
+    got = B.bansa_chunked(probs=probs, k=7, drop_prob=0.6, seed=2, block_rows=11, accumulate_dtype=dtype)
+    assert 0 < naive.empty_rows.sum() < 2 * 3 * 16 * 7
+    assert torch.equal(got.empty_rows, naive.empty_rows)
+    assert torch.allclose(got.rows, naive.rows, atol=1e-6 if dtype == torch.float32 else 1e-7, rtol=0)
+
+
 # --- chunked == naive -------------------------------------------------------------------------------
 @pytest.mark.parametrize("block_rows", [1, 5, 20, 60, 10_000])
 def test_chunked_equals_naive(block_rows):
