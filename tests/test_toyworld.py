@@ -148,6 +148,13 @@ def test_pipeline_latents_and_prompt_embeds_paths():
                       latents=drawn[:1], output_type="pt").frames
     via_text = pipe("a red circle moving up", num_inference_steps=2, latents=drawn[:1], output_type="pt").frames
     assert torch.equal(via_embeds, via_text)
+    # guidance_rescale (diffusers' rescale_noise_cfg): 0 is plain CFG, > 0 changes the video
+    cfg_kw = dict(num_inference_steps=2, latents=drawn[:1], output_type="pt", guidance_scale=4.0)
+    plain_cfg = pipe("a red circle moving up", **cfg_kw).frames
+    assert torch.equal(pipe("a red circle moving up", guidance_rescale=0.0, **cfg_kw).frames, plain_cfg)
+    assert not torch.equal(pipe("a red circle moving up", guidance_rescale=0.7, **cfg_kw).frames, plain_cfg)
+    with pytest.raises(ValueError, match=r"guidance_rescale must be in \[0, 1\], got 1.5"):
+        pipe("a red circle moving up", guidance_rescale=1.5)
     with pytest.raises(ValueError, match="output_type"):
         pipe("a red circle moving up", output_type="gif")
     with pytest.raises(ValueError, match="latents have shape"):

@@ -4,6 +4,9 @@ Its ``__call__`` follows ``CogVideoXPipeline``: latents of shape ``(B, F, C, H, 
 drawn with ``randn_tensor(generator=...)``, classifier-free guidance by batching
 ``[uncond, cond]``, ``prompt_embeds`` / ``negative_prompt_embeds``, ``latents=`` to start
 from a given noise, ``attention_kwargs`` passed through to the attention processors.
+``guidance_rescale`` (default 0, off) is diffusers' ``rescale_noise_cfg`` as in its Stable
+Diffusion pipelines: Lin et al. 2023 (sec. 3.4) for CFG on a zero-terminal-SNR schedule,
+which the toy model uses.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.guiders.guider_utils import rescale_noise_cfg
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -97,6 +101,7 @@ class ToyVideoPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
+        guidance_rescale: float = 0.0,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -113,6 +118,8 @@ class ToyVideoPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if prompt is None and prompt_embeds is None:
             raise ValueError("pass either prompt or prompt_embeds")
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {guidance_rescale!r}")
         self._guidance_scale = guidance_scale
         device = self._execution_device
 
@@ -145,6 +152,9 @@ class ToyVideoPipeline(DiffusionPipeline):
             if self.do_classifier_free_guidance:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + guidance_scale * (cond - uncond)
+                if guidance_rescale > 0:
+                    # Lin et al. 2023, sec. 3.4: CFG on a zero-terminal-SNR schedule over-exposes
+                    noise_pred = rescale_noise_cfg(noise_pred, cond, guidance_rescale)
             latents = self.scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0].to(dtype)
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {"latents": latents})
