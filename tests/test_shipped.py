@@ -56,7 +56,10 @@ def test_cached_sweep_sample_recomputes(pipe):
     rows = pd.DataFrame(bench.quality_chunk(pipe, cfg["seeds"], cfg["steps"], cfg["guidance"], cfg["k"],
                                             cfg["drop_prob"])((prompt_index, prompt)))
     for col in rows.columns:
-        if rows[col].dtype.kind == "f":
+        if col == "bansa" or col.startswith("layer_"):
+            # a prompt's candidates differ by ~1e-4 nats (std over seeds, 4e-5 at least): check far below
+            np.testing.assert_allclose(rows[col], chunk[col], atol=1e-6, rtol=0, err_msg=col)
+        elif rows[col].dtype.kind == "f":
             np.testing.assert_allclose(rows[col], chunk[col], atol=1e-4, err_msg=col)
         else:
             assert rows[col].tolist() == chunk[col].tolist(), col
