@@ -217,6 +217,12 @@ def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
     cont.export(tmp_path / "model2", command="second")
     manifest = read_manifest(tmp_path / "model2")
     assert manifest["init_from"]["trained_steps"] == 2 and manifest["init_from"]["command"] == "first"
+    # the recorded chain replays as written: --init-from names what the previous command exported
+    chained = train.reproduce_command(cont.cfg, "runs/b", "data/next", 3,
+                                      {"command": "python -m anse_lib.toyworld.train --steps 2 --export data/m"})
+    assert chained == ("python -m anse_lib.toyworld.train --steps 2 --export data/m && "
+                       "python -m anse_lib.toyworld.train --out runs/b --steps 3 --seed 1 --batch-size 2 "
+                       "--warmup-steps 2 --autocast none --init-from data/m --export data/next")
     with pytest.raises(ValueError, match="already has 2 steps; got steps=2"):
         train.Trainer(train.TrainConfig(steps=2, init_from=str(tmp_path / "model"), **cfg), tmp_path / "c")
     with pytest.raises(ValueError, match="autocast must be one of .*'fp16'"):

@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -234,6 +235,29 @@ def curve_csv(curve: list[dict]) -> str:
     return buf.getvalue()
 
 
+def reproduce_command(cfg: TrainConfig, out: str, export: str, step: int, init_manifest: dict | None = None) -> str:
+    """The shell command that reproduces an exported model from scratch.
+
+    It names ``--steps``, ``--seed`` and every setting that differs from the default. A
+    model trained on from another (``init_from``) gets that model's command first, joined
+    by ``&&``, and its ``--init-from`` names the folder that command exports to, so the
+    chain replays as written whatever the folder was called when it was trained.
+    """
+    defaults = TrainConfig()
+    settings = asdict(cfg)
+    previous = init_manifest["command"] if init_manifest is not None else None
+    if previous is not None:
+        exports = re.findall(r"--export (\S+)", previous)
+        if exports:
+            settings["init_from"] = exports[-1]
+    command = f"python -m anse_lib.toyworld.train --out {out} --steps {step} --seed {cfg.seed}"
+    for name, value in settings.items():
+        if name not in ("steps", "seed") and value != getattr(defaults, name):
+            command += f" --{name.replace('_', '-')} {value}"
+    command += f" --export {export}"
+    return command if previous is None else f"{previous} && {command}"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/toy", help="run folder (checkpoint + curve); resumes if present")
@@ -261,15 +285,7 @@ def main(argv=None):
         trainer = Trainer(cfg, Path(args.out))
         trainer.run(ckpt_every=args.ckpt_every, log_every=args.log_every)
     if args.export:
-        # the command that reproduces these weights from scratch
-        defaults = TrainConfig()
-        command = f"python -m anse_lib.toyworld.train --out {args.out} --steps {trainer.step} --seed {cfg.seed}"
-        for name in TrainConfig.__dataclass_fields__:  # every other setting that is not the default
-            if name not in ("steps", "seed") and getattr(cfg, name) != getattr(defaults, name):
-                command += f" --{name.replace('_', '-')} {getattr(cfg, name)}"
-        command += f" --export {args.export}"
-        if trainer.init_manifest is not None:  # reproducing needs the init model first
-            command = f"{trainer.init_manifest['command']} && {command}"
+        command = reproduce_command(cfg, args.out, args.export, trainer.step, trainer.init_manifest)
         trainer.export(Path(args.export), command=command)
         print(json.dumps({"exported": args.export, "step": trainer.step}))
 
