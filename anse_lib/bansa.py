@@ -309,7 +309,7 @@ class _MaskCache:
 
 
 #: Off by default: measured on 2 CPU cores, reusing masks saved 1-5 % of selection time
-#: (22 % on the toy model with all rows), while a 256 MiB cache added ~65 % to the
+#: (22 % on the toy model with all rows), while a 256 MiB cache added 65-87 % (two runs) to the
 #: footprint of a 4k-token first step (``benchmarks/probe_memory.py``). To reuse masks
 #: across batches and prompts: ``MASK_CACHE.max_bytes = 256 << 20``.
 MASK_CACHE = _MaskCache()
