@@ -164,14 +164,12 @@ def _lsr(x: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def _mix64(x: torch.Tensor) -> torch.Tensor:
-    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic)."""
-    x = (x ^ _lsr(x, 30)) * _M1
-    x = (x ^ _lsr(x, 27)) * _M2
-    return x ^ _lsr(x, 31)
+    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic); ``x`` is left unchanged."""
+    return _mix64_(x.clone())
 
 
 def _mix64_(x: torch.Tensor) -> torch.Tensor:
-    """:func:`_mix64` in place on ``x`` (same values; ~1.4x faster on large tensors)."""
+    """:func:`_mix64` in place on ``x`` (~1.4x faster on large tensors: no temporaries per step)."""
     tmp = torch.empty_like(x)
     for shift, mult in ((30, _M1), (27, _M2), (31, None)):
         torch.bitwise_right_shift(x, shift, out=tmp)

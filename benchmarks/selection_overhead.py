@@ -38,8 +38,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from anse_lib import tiny_pipelines as T
 from anse_lib.select import select_noise
@@ -67,11 +67,6 @@ def plain_seconds(pipe, prompt, kw, extrapolate: bool) -> float:
     return one + (STEPS - 1) * (two - one)
 
 
-def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False):
     plain = plain_seconds(pipe, prompt, kw, extrapolate)
     how = "extrapolated from 1 and 2 steps" if extrapolate else "measured"
@@ -83,17 +78,16 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False):
                                         num_inference_steps=STEPS, **kw)
     select(1, ROW_SAMPLE)  # warm-up
     for d in depths:
-        full = None
-        for rs in (None, ROW_SAMPLE):
+        for rs in (None, ROW_SAMPLE):  # all rows first: the sampled row is compared with it
             t0 = time.perf_counter()
             res = select(d, rs)
             sel = time.perf_counter() - t0
-            full = res if rs is None else full
             ratio, bound = sel / plain, M * (d / num_layers) / (2 * STEPS)
-            agree = spread = ""
-            if rs is not None:
+            if rs is None:
+                full, agree, spread = res, "", ""
+            else:
                 exact, sampled = full.scores.bansa.to_numpy(), res.scores.bansa.to_numpy()
-                agree = f"{spearman(sampled, exact):.2f}"
+                agree = f"{spearmanr(sampled, exact)[0]:.2f}"
                 spread = f"{exact.std() / (sampled - exact).std():.2f}"
             print(f"{d}/{num_layers:<4} {rs or 'all':>6} {sel:12.2f} {ratio:8.1%} {bound:12.1%} "
                   f"{100 * (ratio - bound):13.1f} {agree:>15} {spread:>15}", flush=True)
