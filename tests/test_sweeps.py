@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from anse_lib import sweeps
-from anse_lib.provenance import write_manifest
+from anse_lib.provenance import atomic_write_text, write_manifest
 
 
 def fake_model(path, content="weights"):
@@ -46,3 +46,11 @@ def test_resume_reuse_and_stale_refusal(tmp_path):
         sweeps.load("s", model, folder=tmp_path)
     with pytest.raises(FileNotFoundError, match="no cached sweep 'nope'"):
         sweeps.load("nope", folder=tmp_path)
+
+
+def test_atomic_write_gives_the_permissions_open_would(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
