@@ -18,9 +18,11 @@ def selection_outcomes(table: pd.DataFrame, score: str = "bansa", m: int = 10,
                        targets=("semantic", "quality")) -> pd.DataFrame:
     """For every prompt, the video each strategy picks among its first ``m`` seeds.
 
-    random: the first seed (what a user without ANSE gets); ANSE: the lowest ``score``;
-    max score: the highest (the paper's sanity check); oracle: the best ``targets[0]``
-    (ties broken by ``targets[1]``), an upper bound no method can beat.
+    random: what a user without ANSE gets on average, the expected value of a uniformly
+    random pick among the ``m`` seeds, i.e. their mean (seed ``-1``; exact, and free of the
+    luck of any one seed, which would be shared by every prompt); ANSE: the lowest
+    ``score``; max score: the highest (the paper's sanity check); oracle: the best
+    ``targets[0]`` (ties broken by ``targets[1]``), an upper bound no method can beat.
     Returns one row per (prompt, strategy) with the picked seed and its targets.
     """
     if score not in table.columns:
@@ -30,8 +32,8 @@ def selection_outcomes(table: pd.DataFrame, score: str = "bansa", m: int = 10,
         g = group.sort_values("seed").head(m)
         if len(g) < m:
             raise ValueError(f"prompt {prompt!r} has {len(g)} seeds, fewer than m={m}")
+        rows.append({"prompt": prompt, "strategy": "random", "seed": -1, **{t: g[t].mean() for t in targets}})
         picks = {
-            "random": g.index[0],
             "ANSE (min score)": g[score].idxmin(),
             "max score": g[score].idxmax(),
             "oracle": g.sort_values(list(targets), ascending=False).index[0],
@@ -68,6 +70,25 @@ def outcome_summary(outcomes: pd.DataFrame, targets=("semantic", "quality")) -> 
         mean, lo, hi = bootstrap_mean(diff)
         summary.loc["ANSE - random (paired)", [t, f"{t} low", f"{t} high"]] = [mean, lo, hi]
     return summary
+
+
+def paired_difference(table: pd.DataFrame, baseline: pd.DataFrame, targets=("semantic", "quality"),
+                      on=("prompt", "seed")) -> pd.DataFrame:
+    """``table`` minus ``baseline`` on the rows they share (same prompt and seed: same noise).
+
+    One row per target: both means over the shared rows, and the mean of the per-prompt
+    differences with its 95 % bootstrap interval over prompts.
+    """
+    paired = table.merge(baseline, on=list(on), suffixes=("", " baseline"))
+    if not len(paired):
+        raise ValueError(f"the two tables share no rows on {list(on)}")
+    rows = []
+    for t in targets:
+        per_prompt = (paired[t] - paired[f"{t} baseline"]).groupby(paired[on[0]]).mean()
+        mean, lo, hi = bootstrap_mean(per_prompt)
+        rows.append({"target": t, "mean": paired[t].mean(), "baseline mean": paired[f"{t} baseline"].mean(),
+                     "difference": mean, "low": lo, "high": hi, "prompts": len(per_prompt), "videos": len(paired)})
+    return pd.DataFrame(rows).set_index("target")
 
 
 def within_prompt_correlation(table: pd.DataFrame, score: str, target: str) -> pd.Series:

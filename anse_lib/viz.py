@@ -129,3 +129,28 @@ def plot_training_curve(curve, ax=None):
     ax.plot(curve["step"], curve["loss"], lw=1)
     ax.set(yscale="log", xlabel="training step", ylabel="v-prediction MSE (50-step mean)", title="toy model training")
     return ax
+
+
+def plot_guidance_sweep(table, targets=("semantic", "quality"), axes=None):
+    """Mean ToyBench targets against guidance scale, one line per ``guidance_rescale``.
+
+    ``table``: one row per video with ``guidance``, ``guidance_rescale`` and the targets
+    (the cached ``heldout_quality_guidance`` sweep). Guidance 1 (no CFG) is drawn on every line.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3), squeeze=False)
+        axes = axes[0]
+    has_unguided = bool((table.guidance == 1.0).any())
+    unguided = table[table.guidance == 1.0][list(targets)].mean()
+    for rescale in sorted(table.guidance_rescale.unique()):
+        guided = table[(table.guidance_rescale == rescale) & (table.guidance != 1.0)]
+        line = guided.groupby("guidance")[list(targets)].mean()
+        if has_unguided:
+            line.loc[1.0] = unguided
+        line = line.sort_index()
+        for ax, t in zip(axes, targets):
+            ax.plot(line.index, line[t], marker="o", label=f"guidance_rescale {rescale:g}")
+    for ax, t in zip(axes, targets):
+        ax.set(xlabel="guidance scale (1 = no CFG)", ylabel=f"mean {t}", title=t)
+    axes[0].legend(fontsize=8)
+    return axes

@@ -6,8 +6,10 @@
 For held-out prompts x seeds at the default sampler settings: ToyBench of every video,
 and the BANSA of every (prompt, seed) at the first step (all layers, K=10, drop_prob=0.2,
 conditional branch), so later notebooks can ask whether the score predicts quality.
-First a guidance sweep (which chose the pipeline's default guidance), last the time to
-generate one video.
+First a guidance sweep over guidance scale and ``guidance_rescale`` on the first 8
+prompts (the best semantic score there chose the pipeline's defaults), then the main
+sweep, then the defaults against no guidance on the other 56 prompts (out of sample),
+last the time to generate one video.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ import numpy as np
 import torch
 
 from anse_lib import metrics, sweeps
+from anse_lib.analysis import paired_difference
 from anse_lib.select import select_noise
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, sample_prompts
-from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
 
 SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
 
@@ -37,10 +40,10 @@ def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
     return texts
 
 
-def generate(pipe, prompt, seeds, steps, guidance) -> torch.Tensor:
+def generate(pipe, prompt, seeds, steps, guidance, guidance_rescale=DEFAULT_GUIDANCE_RESCALE) -> torch.Tensor:
     """One video per seed, batched: ``(len(seeds), F, 3, H, W)`` in [-1, 1]."""
-    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, num_videos_per_prompt=len(seeds),
-                generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
+                num_videos_per_prompt=len(seeds), generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
 
 
 def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
@@ -60,11 +63,16 @@ def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
 
 def guidance_chunk(pipe, seeds, steps):
     def work(chunk):
-        guidance, prompt = chunk
-        video = generate(pipe, prompt, seeds, steps, guidance)
-        return [{"guidance": guidance, "prompt": prompt, "seed": s, **metrics.toybench(video[i], prompt).as_dict()}
-                for i, s in enumerate(seeds)]
+        guidance, rescale, prompt = chunk
+        video = generate(pipe, prompt, seeds, steps, guidance, rescale)
+        return [{"guidance": guidance, "guidance_rescale": rescale, "prompt": prompt, "seed": s,
+                 **metrics.toybench(video[i], prompt).as_dict()} for i, s in enumerate(seeds)]
     return work
+
+
+def guidance_settings(guidance_values, rescale_values) -> list[tuple[float, float]]:
+    """(guidance, guidance_rescale) pairs; rescaling is skipped at guidance 1, where CFG is off."""
+    return [(g, r) for g in guidance_values for r in rescale_values if g > 1 or r == 0]
 
 
 def main(argv=None):
@@ -72,24 +80,29 @@ def main(argv=None):
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=16)
     ap.add_argument("--name", default="heldout_quality")
-    ap.add_argument("--guidance-values", default="1,2,4,6,8")
+    ap.add_argument("--guidance-values", default="1,2,3,4,6")
+    ap.add_argument("--guidance-rescale-values", default="0,0.7")
     ap.add_argument("--guidance-prompts", type=int, default=8)
     ap.add_argument("--guidance-only", action="store_true", help="run and print only the guidance sweep")
     args = ap.parse_args(argv)
     pipe = load_toy_pipeline()
     seeds = list(range(args.seeds))
-    config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE, k=10,
+    config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE,
+                  guidance_rescale=DEFAULT_GUIDANCE_RESCALE, k=10,
                   drop_prob=0.2, threads=torch.get_num_threads())
     prompts = heldout_prompts(args.prompts)
     gvals = [float(g) for g in args.guidance_values.split(",")]
+    rvals = [float(r) for r in args.guidance_rescale_values.split(",")]
     gprompts = prompts[: args.guidance_prompts]
-    gtable = sweeps.run(f"{args.name}_guidance", [(g, p) for g in gvals for p in gprompts],
+    gtable = sweeps.run(f"{args.name}_guidance", [(g, r, p) for g, r in guidance_settings(gvals, rvals) for p in gprompts],
                         guidance_chunk(pipe, seeds[:4], DEFAULT_STEPS),
-                        {**{k: v for k, v in config.items() if k != "guidance"}, "guidance_values": gvals,
+                        {**{k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")},
+                         "guidance_values": gvals, "guidance_rescale_values": rvals,
                          "prompts": len(gprompts), "seeds": seeds[:4]},
                         DEFAULT_MODEL_DIR, command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
-    by_guidance = gtable.groupby("guidance")[["semantic", "quality"]].mean()
-    print(f"guidance sweep ({len(gprompts)} held-out prompts x 4 seeds; pipeline default {DEFAULT_GUIDANCE}):")
+    by_guidance = gtable.groupby(["guidance", "guidance_rescale"])[["semantic", "quality"]].mean()
+    print(f"guidance sweep ({len(gprompts)} held-out prompts x 4 seeds; pipeline default {DEFAULT_GUIDANCE}, "
+          f"guidance_rescale {DEFAULT_GUIDANCE_RESCALE}):")
     print(by_guidance.round(3).to_string(), flush=True)
     if args.guidance_only:
         return
@@ -113,6 +126,19 @@ def main(argv=None):
         "share of prompts where every seed succeeds": (per_prompt.success == 1).mean(),
         "share of prompts where every seed fails": (per_prompt.success == 0).mean(),
     }
+
+    # Out of sample: the default guidance was chosen on the guidance sweep's prompts; compare it
+    # with no guidance on the other held-out prompts (the same first seeds, so the pairs share noise).
+    check_prompts, check_seeds = prompts[args.guidance_prompts:], seeds[:4]
+    unguided = sweeps.run(f"{args.name}_unguided", [(1.0, 0.0, p) for p in check_prompts],
+                          guidance_chunk(pipe, check_seeds, DEFAULT_STEPS),
+                          {**{k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")},
+                           "prompts": len(check_prompts), "skipped_prompts": args.guidance_prompts, "seeds": check_seeds},
+                          DEFAULT_MODEL_DIR, command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+    print(f"\ndefault guidance {DEFAULT_GUIDANCE} (rescale {DEFAULT_GUIDANCE_RESCALE}) minus no guidance, on the "
+          f"{len(check_prompts)} held-out prompts the guidance sweep did not use x {len(check_seeds)} seeds "
+          "(mean of per-prompt differences, 95 % bootstrap interval over prompts):")
+    print(paired_difference(table, unguided).round(3).to_string())
 
     pipe("a big red circle moving left", generator=torch.Generator().manual_seed(0))  # warm-up
     times = []

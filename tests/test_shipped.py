@@ -35,7 +35,7 @@ def test_shipped_model_is_deterministic(pipe):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["heldout_quality", "heldout_quality_guidance"])
+@pytest.mark.parametrize("name", ["heldout_quality", "heldout_quality_guidance", "heldout_quality_unguided"])
 def test_cached_sweeps_were_made_by_the_shipped_model(name):
     table, meta = sweeps.load(name, DEFAULT_MODEL_DIR)
     assert meta["model_hash"] == model_hash(DEFAULT_MODEL_DIR)

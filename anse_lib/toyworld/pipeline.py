@@ -4,9 +4,10 @@ Its ``__call__`` follows ``CogVideoXPipeline``: latents of shape ``(B, F, C, H, 
 drawn with ``randn_tensor(generator=...)``, classifier-free guidance by batching
 ``[uncond, cond]``, ``prompt_embeds`` / ``negative_prompt_embeds``, ``latents=`` to start
 from a given noise, ``attention_kwargs`` passed through to the attention processors.
-``guidance_rescale`` (default 0, off) is diffusers' ``rescale_noise_cfg`` as in its Stable
-Diffusion pipelines: Lin et al. 2023 (sec. 3.4) for CFG on a zero-terminal-SNR schedule,
-which the toy model uses.
+``guidance_rescale`` is diffusers' ``rescale_noise_cfg`` as in its Stable Diffusion
+pipelines: Lin et al. 2023 (sec. 3.4) for CFG on a zero-terminal-SNR schedule, which the
+toy model uses. The defaults (guidance 2, rescale 0.7) are the best semantic score of the
+guidance sweep in ``benchmarks/toy_model_quality.py`` (cached in ``data/sweeps/``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from ..provenance import verify_manifest
 #: Where the shipped, trained toy model lives.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "toy_model"
 DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 2.0
+DEFAULT_GUIDANCE_RESCALE = 0.7
 
 
 @dataclass
@@ -101,7 +103,7 @@ class ToyVideoPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
-        guidance_rescale: float = 0.0,
+        guidance_rescale: float = DEFAULT_GUIDANCE_RESCALE,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,

@@ -1,0 +1,56 @@
+"""Selection outcomes, bootstrap intervals and paired differences on small hand-made tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from anse_lib.analysis import bootstrap_mean, outcome_summary, paired_difference, selection_outcomes
+
+
+def table():
+    # two prompts x 3 seeds; in "a" the lowest score is the best video, in "b" the worst
+    return pd.DataFrame({
+        "prompt": ["a"] * 3 + ["b"] * 3,
+        "seed": [0, 1, 2] * 2,
+        "bansa": [3.0, 1.0, 2.0, 2.0, 1.0, 3.0],
+        "semantic": [0.2, 1.0, 0.6, 0.8, 0.0, 0.4],
+        "quality": [0.5] * 6,
+    })
+
+
+def test_selection_outcomes_picks():
+    out = selection_outcomes(table(), m=3).set_index(["prompt", "strategy"]).seed
+    assert out["a"].to_dict() == {"random": -1, "ANSE (min score)": 1, "max score": 0, "oracle": 1}
+    assert out["b"].to_dict() == {"random": -1, "ANSE (min score)": 1, "max score": 2, "oracle": 0}
+    with pytest.raises(ValueError, match="fewer than m=4"):
+        selection_outcomes(table(), m=4)
+    with pytest.raises(ValueError, match="score column 'nope' not in the table"):
+        selection_outcomes(table(), score="nope", m=3)
+
+
+def test_outcome_summary_paired_row():
+    summary = outcome_summary(selection_outcomes(table(), m=3))
+    # random is the mean of a prompt's m seeds (a: 0.6, b: 0.4); ANSE - random: a: 1.0 - 0.6, b: 0.0 - 0.4
+    assert summary.loc["random", "semantic"] == pytest.approx(0.5)
+    assert summary.loc["ANSE - random (paired)", "semantic"] == pytest.approx(0.0)
+    assert summary.loc["oracle", "semantic"] == pytest.approx(0.9)
+
+
+def test_bootstrap_mean_brackets_the_mean_and_is_seeded():
+    v = np.random.default_rng(0).normal(size=50)
+    mean, lo, hi = bootstrap_mean(v)
+    assert mean == pytest.approx(v.mean()) and lo < mean < hi
+    assert bootstrap_mean(v) == (mean, lo, hi)
+    assert bootstrap_mean([2.0, 2.0]) == (2.0, 2.0, 2.0)
+
+
+def test_paired_difference_uses_shared_rows_and_averages_per_prompt():
+    t = table()
+    base = t.copy()
+    base["semantic"] = base["semantic"] - np.array([0.1, 0.1, 0.1, 0.3, 0.3, 0.3])
+    base = base[base.seed < 2]  # the baseline has fewer seeds: only shared rows count
+    diff = paired_difference(t, base)
+    assert diff.loc["semantic", "difference"] == pytest.approx(0.2)  # mean of per-prompt 0.1 and 0.3
+    assert diff.loc["semantic", "videos"] == 4 and diff.loc["semantic", "prompts"] == 2
+    assert diff.loc["quality", "difference"] == 0.0
+    with pytest.raises(ValueError, match="share no rows"):
+        paired_difference(t, base.assign(prompt="z"))
