@@ -46,10 +46,10 @@ def generate(pipe, prompt, seeds, steps, guidance, guidance_rescale=DEFAULT_GUID
                 num_videos_per_prompt=len(seeds), generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
 
 
-def quality_chunk(pipe, seeds, steps, guidance, k, drop_prob):
+def quality_chunk(pipe, seeds, steps, guidance, guidance_rescale, k, drop_prob):
     def work(chunk):
         prompt_index, prompt = chunk
-        video = generate(pipe, prompt, seeds, steps, guidance)
+        video = generate(pipe, prompt, seeds, steps, guidance, guidance_rescale)
         sel = select_noise(pipe, prompt, seeds=seeds, k=k, drop_prob=drop_prob)
         rows = []
         for i, s in enumerate(seeds):
@@ -107,7 +107,7 @@ def main(argv=None):
     if args.guidance_only:
         return
     table = sweeps.run(args.name, list(enumerate(prompts)),
-                       quality_chunk(pipe, seeds, DEFAULT_STEPS, DEFAULT_GUIDANCE, 10, 0.2), config, DEFAULT_MODEL_DIR,
+                       quality_chunk(pipe, seeds, DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, 10, 0.2), config, DEFAULT_MODEL_DIR,
                        command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
 
     per_prompt = table.groupby("prompt_index").agg(semantic=("semantic", "mean"), semantic_sd=("semantic", "std"),

@@ -1,4 +1,5 @@
 """The shipped toy model, the cached sweep made with it (a sample recomputed), the demo and the CLI."""
+import ast
 import json
 import subprocess
 import sys
@@ -43,26 +44,48 @@ def test_cached_sweeps_were_made_by_the_shipped_model(name):
     assert len(table) and table.chunk.nunique() == len(meta["chunks"])
 
 
+def benchmark():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import toy_model_quality
+
+    return toy_model_quality
+
+
+def assert_rows_match(rows: pd.DataFrame, cached: pd.DataFrame):
+    for col in rows.columns:
+        if col == "bansa" or col.startswith("layer_"):
+            # a prompt's candidates differ by ~1e-4 nats (std over seeds, 4e-5 at least): check far below
+            np.testing.assert_allclose(rows[col], cached[col], atol=1e-6, rtol=0, err_msg=col)
+        elif rows[col].dtype.kind == "f":
+            np.testing.assert_allclose(rows[col], cached[col], atol=1e-4, err_msg=col)
+        else:
+            assert rows[col].tolist() == cached[col].tolist(), col
+
+
 def test_cached_sweep_sample_recomputes(pipe):
     """Regenerate the first chunk of the held-out sweep exactly as the benchmark did."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import toy_model_quality as bench
-
+    bench = benchmark()
     table, meta = sweeps.load("heldout_quality", DEFAULT_MODEL_DIR)
     cfg = meta["config"]
     chunk = table[table.chunk == 0].reset_index(drop=True)
     prompt_index, prompt = int(chunk.prompt_index[0]), chunk.prompt[0]
     assert prompt == bench.heldout_prompts(cfg["prompts"])[prompt_index]
-    rows = pd.DataFrame(bench.quality_chunk(pipe, cfg["seeds"], cfg["steps"], cfg["guidance"], cfg["k"],
-                                            cfg["drop_prob"])((prompt_index, prompt)))
-    for col in rows.columns:
-        if col == "bansa" or col.startswith("layer_"):
-            # a prompt's candidates differ by ~1e-4 nats (std over seeds, 4e-5 at least): check far below
-            np.testing.assert_allclose(rows[col], chunk[col], atol=1e-6, rtol=0, err_msg=col)
-        elif rows[col].dtype.kind == "f":
-            np.testing.assert_allclose(rows[col], chunk[col], atol=1e-4, err_msg=col)
-        else:
-            assert rows[col].tolist() == chunk[col].tolist(), col
+    rows = pd.DataFrame(bench.quality_chunk(pipe, cfg["seeds"], cfg["steps"], cfg["guidance"], cfg["guidance_rescale"],
+                                            cfg["k"], cfg["drop_prob"])((prompt_index, prompt)))
+    assert_rows_match(rows, chunk.drop(columns="chunk"))
+
+
+@pytest.mark.parametrize("name", ["heldout_quality_guidance", "heldout_quality_unguided"])
+def test_cached_guidance_sweeps_sample_recomputes(pipe, name):
+    """Regenerate one chunk of each guidance table: the last, which in the sweep is rescaled CFG."""
+    bench = benchmark()
+    table, meta = sweeps.load(name, DEFAULT_MODEL_DIR)
+    index = len(meta["chunks"]) - 1
+    guidance, rescale, prompt = ast.literal_eval(meta["chunks"][index])
+    assert prompt in bench.heldout_prompts(64)
+    rows = pd.DataFrame(bench.guidance_chunk(pipe, meta["config"]["seeds"], meta["config"]["steps"])(
+        (guidance, rescale, prompt)))
+    assert_rows_match(rows, table[table.chunk == index].drop(columns="chunk").reset_index(drop=True))
 
 
 def test_demo_runs_small(pipe, tmp_path):
