@@ -90,16 +90,18 @@ def main(argv=None):
     config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE,
                   guidance_rescale=DEFAULT_GUIDANCE_RESCALE, k=10,
                   drop_prob=0.2, threads=torch.get_num_threads())
+    # the guidance tables set guidance themselves: their config is the rest of the main one
+    shared = {k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")}
+    command = "python benchmarks/toy_model_quality.py " + " ".join(argv or [])
     prompts = heldout_prompts(args.prompts)
     gvals = [float(g) for g in args.guidance_values.split(",")]
     rvals = [float(r) for r in args.guidance_rescale_values.split(",")]
     gprompts = prompts[: args.guidance_prompts]
     gtable = sweeps.run(f"{args.name}_guidance", [(g, r, p) for g, r in guidance_settings(gvals, rvals) for p in gprompts],
                         guidance_chunk(pipe, seeds[:4], DEFAULT_STEPS),
-                        {**{k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")},
-                         "guidance_values": gvals, "guidance_rescale_values": rvals,
+                        {**shared, "guidance_values": gvals, "guidance_rescale_values": rvals,
                          "prompts": len(gprompts), "seeds": seeds[:4]},
-                        DEFAULT_MODEL_DIR, command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+                        DEFAULT_MODEL_DIR, command=command)
     by_guidance = gtable.groupby(["guidance", "guidance_rescale"])[["semantic", "quality"]].mean()
     print(f"guidance sweep ({len(gprompts)} held-out prompts x 4 seeds; pipeline default {DEFAULT_GUIDANCE}, "
           f"guidance_rescale {DEFAULT_GUIDANCE_RESCALE}):")
@@ -107,8 +109,9 @@ def main(argv=None):
     if args.guidance_only:
         return
     table = sweeps.run(args.name, list(enumerate(prompts)),
-                       quality_chunk(pipe, seeds, DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, 10, 0.2), config, DEFAULT_MODEL_DIR,
-                       command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+                       quality_chunk(pipe, seeds, config["steps"], config["guidance"], config["guidance_rescale"],
+                                     config["k"], config["drop_prob"]),
+                       config, DEFAULT_MODEL_DIR, command=command)
 
     per_prompt = table.groupby("prompt_index").agg(semantic=("semantic", "mean"), semantic_sd=("semantic", "std"),
                                              quality=("quality", "mean"), quality_sd=("quality", "std"),
@@ -132,9 +135,9 @@ def main(argv=None):
     check_prompts, check_seeds = prompts[args.guidance_prompts:], seeds[:4]
     unguided = sweeps.run(f"{args.name}_unguided", [(1.0, 0.0, p) for p in check_prompts],
                           guidance_chunk(pipe, check_seeds, DEFAULT_STEPS),
-                          {**{k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")},
-                           "prompts": len(check_prompts), "skipped_prompts": args.guidance_prompts, "seeds": check_seeds},
-                          DEFAULT_MODEL_DIR, command="python benchmarks/toy_model_quality.py " + " ".join(argv or []))
+                          {**shared, "prompts": len(check_prompts), "skipped_prompts": args.guidance_prompts,
+                           "seeds": check_seeds},
+                          DEFAULT_MODEL_DIR, command=command)
     print(f"\ndefault guidance {DEFAULT_GUIDANCE} (rescale {DEFAULT_GUIDANCE_RESCALE}) minus no guidance, on the "
           f"{len(check_prompts)} held-out prompts the guidance sweep did not use x {len(check_seeds)} seeds "
           "(mean of per-prompt differences, 95 % bootstrap interval over prompts):")
