@@ -230,3 +230,47 @@ def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
         train.Trainer(train.TrainConfig(steps=2, init_from=str(tmp_path / "model"), **cfg), tmp_path / "c")
     with pytest.raises(ValueError, match="autocast must be one of .*'fp16'"):
         train.TrainConfig(steps=2, autocast="fp16").validate()
+
+
+def test_timestep_bias_weights_and_errors():
+    from anse_lib.toyworld import train
+
+    w = train.timestep_weights(train.TrainConfig(timestep_bias_strategy="later", timestep_bias_portion=0.3,
+                                                 timestep_bias_multiplier=3.0), 1000)
+    assert w[:700].eq(1).all() and w[700:].eq(3).all()  # high timesteps are the noisy ones
+    w = train.timestep_weights(train.TrainConfig(timestep_bias_strategy="earlier", timestep_bias_portion=0.1,
+                                                 timestep_bias_multiplier=2.0), 1000)
+    assert w[:100].eq(2).all() and w[100:].eq(1).all()
+    assert train.timestep_weights(train.TrainConfig(), 1000).eq(1).all()
+    with pytest.raises(ValueError, match="timestep_bias_strategy must be one of .*got 'late'"):
+        train.TrainConfig(timestep_bias_strategy="late").validate()
+    with pytest.raises(ValueError, match=r"timestep_bias_portion must be in \(0, 1\], got 1.5"):
+        train.TrainConfig(timestep_bias_portion=1.5).validate()
+    with pytest.raises(ValueError, match="timestep_bias_multiplier must be > 0, got 0"):
+        train.TrainConfig(timestep_bias_multiplier=0.0).validate()
+
+
+def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypatch):
+    from anse_lib.provenance import model_hash, read_manifest
+    from anse_lib.toyworld import train
+
+    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
+    cfg = train.TrainConfig(steps=2, batch_size=2, warmup_steps=2, seed=1, autocast="none",
+                            timestep_bias_strategy="later", timestep_bias_multiplier=4.0)
+    trainer = train.Trainer(cfg, tmp_path / "run")
+    trainer.run(ckpt_every=10, progress=False)
+    cmd = train.reproduce_command(cfg, "runs/x", str(tmp_path / "staged"), 2,
+                                  {"command": "python -m anse_lib.toyworld.train --steps 1 --export data/m"})
+    assert "--timestep-bias-strategy later --timestep-bias-multiplier 4.0" in cmd
+    trainer.export(tmp_path / "staged", command=cmd)
+    trainer.export(tmp_path / "shipped", command="older")
+    staged_hash = model_hash(tmp_path / "staged")
+    train.main(["--promote", str(tmp_path / "staged"), "--export", str(tmp_path / "shipped")])
+    assert not (tmp_path / "staged").exists()
+    assert model_hash(tmp_path / "shipped") == staged_hash
+    manifest = read_manifest(tmp_path / "shipped")
+    assert manifest["command"].startswith("python -m anse_lib.toyworld.train --steps 1 --export data/m && ")
+    assert manifest["command"].endswith(f"--export {tmp_path / 'shipped'}")
+    assert "moved to" in manifest["promoted"]
+    assert load_toy_pipeline(tmp_path / "shipped").transformer.config.num_layers == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "shipped"]  # nothing left behind

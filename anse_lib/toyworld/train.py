@@ -2,6 +2,7 @@
 
     python -m anse_lib.toyworld.train --out runs/toy --steps 12000
     python -m anse_lib.toyworld.train --out runs/toy --export data/toy_model
+    python -m anse_lib.toyworld.train --promote data/toy_model_next   # staged -> shipped
 
 Resumable: the run folder holds the latest checkpoint (written atomically every
 ``--ckpt-every`` steps) and the training curve; running the same command again continues
@@ -12,6 +13,11 @@ exactly the data of an uninterrupted one.
 Recipe: v-prediction on a zero-terminal-SNR DDIM schedule, AdamW with linear warm-up,
 bf16 autocast, an EMA of the weights (exported), and condition dropout (the empty prompt)
 for classifier-free guidance.
+
+``--timestep-bias-strategy later`` draws the noisiest ``--timestep-bias-portion`` of the
+timesteps ``--timestep-bias-multiplier`` times as often (the option of diffusers'
+``train_text_to_image_sdxl.py``, same names and meaning). Where the objects are, and how
+they move, is decided in the noisiest steps; a uniform draw visits them rarely.
 
 ``--autocast none`` trains in float32: on a CPU without native bf16 (no AVX-512 BF16 /
 AMX) autocast is emulated and about 10x slower than float32. ``--init-from DIR`` continues
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import datetime as _dt
 import io
 import json
 import os
@@ -38,7 +45,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..provenance import atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
+from ..provenance import (MANIFEST_NAME, atomic_write_bytes, atomic_write_text, model_hash, read_manifest,
+                          verify_manifest, write_manifest)
 from .model import TRANSFORMER_CONFIG, build_components
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import render
@@ -46,6 +54,7 @@ from .world import make_split, sample_prompts
 
 CKPT_NAME = "checkpoint.pt"
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "none": None}
+TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
 CURVE_NAME = "training_curve.csv"
 DATA_DIR = DEFAULT_MODEL_DIR.parent
 
@@ -64,6 +73,9 @@ class TrainConfig:
     held_out_fraction: float = 0.2
     autocast: str = "bf16"
     init_from: str = ""
+    timestep_bias_strategy: str = "none"
+    timestep_bias_portion: float = 0.25
+    timestep_bias_multiplier: float = 1.0
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -74,6 +86,29 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        if self.timestep_bias_strategy not in TIMESTEP_BIAS_STRATEGIES:
+            raise ValueError(f"timestep_bias_strategy must be one of {TIMESTEP_BIAS_STRATEGIES}, "
+                             f"got {self.timestep_bias_strategy!r}")
+        if not 0 < self.timestep_bias_portion <= 1:
+            raise ValueError(f"timestep_bias_portion must be in (0, 1], got {self.timestep_bias_portion}")
+        if self.timestep_bias_multiplier <= 0:
+            raise ValueError(f"timestep_bias_multiplier must be > 0, got {self.timestep_bias_multiplier}")
+
+
+def timestep_weights(cfg: TrainConfig, num_timesteps: int) -> torch.Tensor:
+    """Relative probability of drawing each training timestep, shape ``(num_timesteps,)``.
+
+    Uniform, except that with strategy "later" ("earlier") the last (first)
+    ``timestep_bias_portion`` of the timesteps weigh ``timestep_bias_multiplier``; high
+    timesteps are the noisy ones.
+    """
+    weights = torch.ones(num_timesteps)
+    n = int(cfg.timestep_bias_portion * num_timesteps)
+    if cfg.timestep_bias_strategy == "later" and n:
+        weights[-n:] *= cfg.timestep_bias_multiplier
+    elif cfg.timestep_bias_strategy == "earlier" and n:
+        weights[:n] *= cfg.timestep_bias_multiplier
+    return weights
 
 
 def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Tensor]:
@@ -97,6 +132,7 @@ class Trainer:
         self.modules = torch.nn.ModuleDict({"transformer": self.transformer, "text_encoder": self.text_encoder})
         self.modules.train()
         self.ema = copy.deepcopy(self.modules).eval().requires_grad_(False)
+        self.timestep_weights = timestep_weights(cfg, self.scheduler.config.num_train_timesteps)
         self.opt = torch.optim.AdamW(self.modules.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.curve: list[dict] = []
@@ -163,7 +199,10 @@ class Trainer:
         prompts, x0 = make_batch(self.step, cfg, self.split)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        if cfg.timestep_bias_strategy == "none":
+            t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        else:
+            t = torch.multinomial(self.timestep_weights, x0.shape[0], replacement=True, generator=gen)
         xt = self.scheduler.add_noise(x0, noise, t)
         target = self.scheduler.get_velocity(x0, noise, t)
         for g in self.opt.param_groups:
@@ -258,6 +297,43 @@ def reproduce_command(cfg: TrainConfig, out: str, export: str, step: int, init_m
     return command if previous is None else f"{previous} && {command}"
 
 
+def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL_DIR) -> dict:
+    """Move an exported model folder ``staged`` to ``target``, replacing what is there.
+
+    The files are checked against the manifest first. The recorded command's last
+    ``--export`` is rewritten to name ``target``, so the chain still replays as written, and
+    a ``promoted`` field records the move. The model hash (the manifest's file table) does
+    not change. Returns the new manifest.
+    """
+    staged, target = Path(staged), Path(target)
+    manifest = verify_manifest(staged)
+    before = model_hash(staged)
+    exports = list(re.finditer(r"--export (\S+)", manifest["command"]))
+    if not exports:
+        raise ValueError(f"the command in {staged / MANIFEST_NAME} has no --export to rewrite: {manifest['command']!r}")
+    last = exports[-1]
+    command = manifest["command"]
+    manifest["command"] = command[: last.start(1)] + str(target) + command[last.end(1):]
+    today = _dt.date.today().isoformat()
+    manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {target} on {today}"
+    atomic_write_text(staged / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(staged, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)  # put the shipped model back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old)
+    assert model_hash(target) == before
+    return manifest
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/toy", help="run folder (checkpoint + curve); resumes if present")
@@ -268,9 +344,17 @@ def main(argv=None):
     ap.add_argument("--export-only", action="store_true",
                     help="export the run's latest checkpoint without training further (needs --export)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--promote", default=None, metavar="DIR",
+                    help="move the exported model DIR to --export (default: the shipped folder), rewriting "
+                         "its recorded command; trains nothing")
     for name, f in TrainConfig.__dataclass_fields__.items():
         ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     args = ap.parse_args(argv)
+    if args.promote:
+        target = args.export or DEFAULT_MODEL_DIR
+        manifest = promote(args.promote, target)
+        print(json.dumps({"promoted": args.promote, "to": str(target), "trained_steps": manifest.get("trained_steps")}))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
