@@ -248,6 +248,16 @@ def test_timestep_bias_weights_and_errors():
         train.TrainConfig(timestep_bias_portion=1.5).validate()
     with pytest.raises(ValueError, match="timestep_bias_multiplier must be > 0, got 0"):
         train.TrainConfig(timestep_bias_multiplier=0.0).validate()
+    with pytest.raises(ValueError, match="decay_steps must be >= 0, got -1"):
+        train.TrainConfig(decay_steps=-1).validate()
+
+
+def test_learning_rate_warms_up_and_cools_down(tmp_path, monkeypatch):
+    from anse_lib.toyworld import train
+
+    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
+    t = train.Trainer(train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4), tmp_path / "run")
+    assert [t.lr_at(s) for s in range(10)] == pytest.approx([0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
 
 
 def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ exactly the data of an uninterrupted one.
 
 Recipe: v-prediction on a zero-terminal-SNR DDIM schedule, AdamW with linear warm-up,
 bf16 autocast, an EMA of the weights (exported), and condition dropout (the empty prompt)
-for classifier-free guidance.
+for classifier-free guidance. ``--decay-steps N`` cools the learning rate linearly to zero
+over the run's last N steps.
 
 ``--timestep-bias-strategy later`` draws the noisiest ``--timestep-bias-portion`` of the
 timesteps ``--timestep-bias-multiplier`` times as often (the option of diffusers'
@@ -76,6 +77,7 @@ class TrainConfig:
     timestep_bias_strategy: str = "none"
     timestep_bias_portion: float = 0.25
     timestep_bias_multiplier: float = 1.0
+    decay_steps: int = 0
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        if self.decay_steps < 0:
+            raise ValueError(f"decay_steps must be >= 0, got {self.decay_steps}")
         if self.timestep_bias_strategy not in TIMESTEP_BIAS_STRATEGIES:
             raise ValueError(f"timestep_bias_strategy must be one of {TIMESTEP_BIAS_STRATEGIES}, "
                              f"got {self.timestep_bias_strategy!r}")
@@ -192,7 +196,12 @@ class Trainer:
 
     # --- optimisation -------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step - self.base_step + 1) / self.cfg.warmup_steps)
+        """Learning rate of step ``step``: linear warm-up from this run's first step, and with
+        ``decay_steps`` a linear cool-down to zero over the run's last ``decay_steps`` steps."""
+        lr = self.cfg.lr * min(1.0, (step - self.base_step + 1) / self.cfg.warmup_steps)
+        if self.cfg.decay_steps:
+            lr *= min(1.0, (self.cfg.steps - step) / self.cfg.decay_steps)
+        return lr
 
     def train_step(self) -> float:
         cfg = self.cfg
