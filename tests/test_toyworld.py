@@ -282,5 +282,6 @@ def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypa
     assert manifest["command"].startswith("python -m anse_lib.toyworld.train --steps 1 --export data/m && ")
     assert manifest["command"].endswith(f"--export {tmp_path / 'shipped'}")
     assert "moved to" in manifest["promoted"]
+    assert train._repo_relative(train.DEFAULT_MODEL_DIR) == "data/toy_model"  # what the shipped chain records
     assert load_toy_pipeline(tmp_path / "shipped").transformer.config.num_layers == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "shipped"]  # nothing left behind

@@ -58,6 +58,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "none": None}
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
 CURVE_NAME = "training_curve.csv"
 DATA_DIR = DEFAULT_MODEL_DIR.parent
+REPO_ROOT = DATA_DIR.parent
 
 
 @dataclass
@@ -306,6 +307,14 @@ def reproduce_command(cfg: TrainConfig, out: str, export: str, step: int, init_m
     return command if previous is None else f"{previous} && {command}"
 
 
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository root if it lies inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL_DIR) -> dict:
     """Move an exported model folder ``staged`` to ``target``, replacing what is there.
 
@@ -322,9 +331,10 @@ def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL
         raise ValueError(f"the command in {staged / MANIFEST_NAME} has no --export to rewrite: {manifest['command']!r}")
     last = exports[-1]
     command = manifest["command"]
-    manifest["command"] = command[: last.start(1)] + str(target) + command[last.end(1):]
+    shown = _repo_relative(target)  # the recorded commands run from the repository root
+    manifest["command"] = command[: last.start(1)] + shown + command[last.end(1):]
     today = _dt.date.today().isoformat()
-    manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {target} on {today}"
+    manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {shown} on {today}"
     atomic_write_text(staged / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     old = None
     if target.exists():
