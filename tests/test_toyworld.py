@@ -1,5 +1,6 @@
 """The toy world: renderer, prompt grammar, tokenizer, pipeline round trip, checksums, training."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -276,6 +277,20 @@ def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypa
     trainer.export(tmp_path / "staged", command=cmd)
     trainer.export(tmp_path / "shipped", command="older")
     staged_hash = model_hash(tmp_path / "staged")
+    staged_manifest = (tmp_path / "staged" / "MANIFEST.json").read_text()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if os.fspath(src) == os.fspath(tmp_path / "staged"):
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(train.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        train.promote(tmp_path / "staged", tmp_path / "shipped")
+    monkeypatch.setattr(train.os, "replace", real_replace)
+    assert read_manifest(tmp_path / "shipped")["command"] == "older"  # a failed move leaves both as they were
+    assert (tmp_path / "staged" / "MANIFEST.json").read_text() == staged_manifest
     train.main(["--promote", str(tmp_path / "staged"), "--export", str(tmp_path / "shipped")])
     assert not (tmp_path / "staged").exists()
     assert model_hash(tmp_path / "shipped") == staged_hash

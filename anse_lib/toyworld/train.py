@@ -335,16 +335,18 @@ def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL
     manifest["command"] = command[: last.start(1)] + shown + command[last.end(1):]
     today = _dt.date.today().isoformat()
     manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {shown} on {today}"
+    original = (staged / MANIFEST_NAME).read_text()
     atomic_write_text(staged / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-        os.replace(target, old / target.name)
     try:
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, old / target.name)
         os.replace(staged, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old / target.name, target)  # put the shipped model back
+    except BaseException:  # leave both folders as they were
+        if old is not None and (old / target.name).exists():
+            os.replace(old / target.name, target)
+        atomic_write_text(staged / MANIFEST_NAME, original)
         raise
     finally:
         if old is not None:
