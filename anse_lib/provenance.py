@@ -70,8 +70,13 @@ def write_manifest(folder: str | os.PathLike, command: str, config: dict, extra:
         "files": files,
         **(extra or {}),
     }
-    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    save_manifest(folder, manifest)
     return manifest
+
+
+def save_manifest(folder: str | os.PathLike, manifest: dict) -> None:
+    """Write ``manifest`` as ``folder``'s ``MANIFEST.json`` (atomically), as :func:`write_manifest` does."""
+    atomic_write_text(Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..provenance import (MANIFEST_NAME, atomic_write_bytes, atomic_write_text, model_hash, read_manifest,
-                          verify_manifest, write_manifest)
+                          save_manifest, verify_manifest, write_manifest)
 from .model import TRANSFORMER_CONFIG, build_components
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import render
@@ -57,6 +57,8 @@ CKPT_NAME = "checkpoint.pt"
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "none": None}
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
 CURVE_NAME = "training_curve.csv"
+#: The folder a recorded training command exports to (its ``--export`` argument).
+EXPORT_ARG = re.compile(r"--export (\S+)")
 DATA_DIR = DEFAULT_MODEL_DIR.parent
 REPO_ROOT = DATA_DIR.parent
 
@@ -296,7 +298,7 @@ def reproduce_command(cfg: TrainConfig, out: str, export: str, step: int, init_m
     settings = asdict(cfg)
     previous = init_manifest["command"] if init_manifest is not None else None
     if previous is not None:
-        exports = re.findall(r"--export (\S+)", previous)
+        exports = EXPORT_ARG.findall(previous)
         if exports:
             settings["init_from"] = exports[-1]
     command = f"python -m anse_lib.toyworld.train --out {out} --steps {step} --seed {cfg.seed}"
@@ -326,7 +328,7 @@ def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL
     staged, target = Path(staged), Path(target)
     manifest = verify_manifest(staged)
     before = model_hash(staged)
-    exports = list(re.finditer(r"--export (\S+)", manifest["command"]))
+    exports = list(EXPORT_ARG.finditer(manifest["command"]))
     if not exports:
         raise ValueError(f"the command in {staged / MANIFEST_NAME} has no --export to rewrite: {manifest['command']!r}")
     last = exports[-1]
@@ -336,7 +338,7 @@ def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL
     today = _dt.date.today().isoformat()
     manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {shown} on {today}"
     original = (staged / MANIFEST_NAME).read_text()
-    atomic_write_text(staged / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    save_manifest(staged, manifest)
     old = None
     try:
         if target.exists():
