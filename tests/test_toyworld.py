@@ -184,8 +184,7 @@ def test_checksum_mismatch_is_a_clear_error(tmp_path):
 def test_three_training_steps_resume_exactly(tmp_path, monkeypatch):
     from anse_lib.toyworld import train
 
-    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)  # keep the test fast
-    cfg = dict(steps=3, batch_size=2, warmup_steps=2, seed=1)
+    cfg = dict(steps=3, batch_size=2, warmup_steps=2, seed=1, num_layers=1)  # 1 layer: fast
     straight = train.Trainer(train.TrainConfig(**cfg), tmp_path / "a")
     straight.run(ckpt_every=10, progress=False)
     interrupted = train.Trainer(train.TrainConfig(**{**cfg, "steps": 2}), tmp_path / "b")
@@ -207,8 +206,7 @@ def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
     from anse_lib.provenance import read_manifest
     from anse_lib.toyworld import train
 
-    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
-    cfg = dict(batch_size=2, warmup_steps=2, seed=1, autocast="none")
+    cfg = dict(batch_size=2, warmup_steps=2, seed=1, autocast="none", num_layers=1)
     first = train.Trainer(train.TrainConfig(steps=2, **cfg), tmp_path / "a")
     first.run(ckpt_every=10, progress=False)
     first.export(tmp_path / "model", command="first")
@@ -227,11 +225,16 @@ def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
                                       {"command": "python -m anse_lib.toyworld.train --steps 2 --export data/m"})
     assert chained == ("python -m anse_lib.toyworld.train --steps 2 --export data/m && "
                        "python -m anse_lib.toyworld.train --out runs/b --steps 3 --seed 1 --batch-size 2 "
-                       "--warmup-steps 2 --autocast none --init-from data/m --export data/next")
+                       "--warmup-steps 2 --autocast none --init-from data/m --num-layers 1 --export data/next")
     with pytest.raises(ValueError, match="already has 2 steps; got steps=2"):
         train.Trainer(train.TrainConfig(steps=2, init_from=str(tmp_path / "model"), **cfg), tmp_path / "c")
     with pytest.raises(ValueError, match="autocast must be one of .*'fp16'"):
         train.TrainConfig(steps=2, autocast="fp16").validate()
+    with pytest.raises(ValueError, match=r"has transformer .*'num_layers': 1.* asks for .*'num_layers': 2"):
+        train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "num_layers": 2}),
+                      tmp_path / "d")
+    with pytest.raises(ValueError, match="multiple of 16 .* and of patch_size >= 1, got resolution=16, patch_size=3"):
+        train.TrainConfig(resolution=16, patch_size=3).validate()
 
 
 def test_timestep_bias_weights_and_errors():
@@ -257,8 +260,7 @@ def test_timestep_bias_weights_and_errors():
 def test_learning_rate_warms_up_and_cools_down(tmp_path, monkeypatch):
     from anse_lib.toyworld import train
 
-    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
-    t = train.Trainer(train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4), tmp_path / "run")
+    t = train.Trainer(train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4, num_layers=1), tmp_path / "run")
     assert [t.lr_at(s) for s in range(10)] == pytest.approx([0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
 
 
@@ -266,8 +268,7 @@ def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypa
     from anse_lib.provenance import model_hash, read_manifest
     from anse_lib.toyworld import train
 
-    monkeypatch.setitem(train.TRANSFORMER_CONFIG, "num_layers", 1)
-    cfg = train.TrainConfig(steps=2, batch_size=2, warmup_steps=2, seed=1, autocast="none",
+    cfg = train.TrainConfig(steps=2, batch_size=2, warmup_steps=2, seed=1, autocast="none", num_layers=1,
                             timestep_bias_strategy="later", timestep_bias_multiplier=4.0)
     trainer = train.Trainer(cfg, tmp_path / "run")
     trainer.run(ckpt_every=10, progress=False)

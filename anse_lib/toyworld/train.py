@@ -50,7 +50,7 @@ from ..provenance import (MANIFEST_NAME, atomic_write_bytes, atomic_write_text, 
                           save_manifest, verify_manifest, write_manifest)
 from .model import TRANSFORMER_CONFIG, build_components
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
-from .render import render
+from .render import RESOLUTION, render
 from .world import make_split, sample_prompts
 
 CKPT_NAME = "checkpoint.pt"
@@ -81,6 +81,15 @@ class TrainConfig:
     timestep_bias_portion: float = 0.25
     timestep_bias_multiplier: float = 1.0
     decay_steps: int = 0
+    resolution: int = RESOLUTION
+    patch_size: int = TRANSFORMER_CONFIG["patch_size"]
+    num_layers: int = TRANSFORMER_CONFIG["num_layers"]
+
+    def transformer_config(self) -> dict:
+        """The transformer's config: the shipped one (``model.TRANSFORMER_CONFIG``) with this
+        run's frame size, patch size and depth."""
+        return dict(TRANSFORMER_CONFIG, sample_height=self.resolution, sample_width=self.resolution,
+                    patch_size=self.patch_size, num_layers=self.num_layers)
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -98,6 +107,11 @@ class TrainConfig:
                              f"got {self.timestep_bias_strategy!r}")
         if not 0 < self.timestep_bias_portion <= 1:
             raise ValueError(f"timestep_bias_portion must be in (0, 1], got {self.timestep_bias_portion}")
+        if self.resolution < 16 or self.resolution % 16 or self.patch_size < 1 or self.resolution % self.patch_size:
+            raise ValueError(f"resolution must be a multiple of 16 (the renderer's unit) and of patch_size >= 1, "
+                             f"got resolution={self.resolution}, patch_size={self.patch_size}")
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         if self.timestep_bias_multiplier <= 0:
             raise ValueError(f"timestep_bias_multiplier must be > 0, got {self.timestep_bias_multiplier}")
 
@@ -122,7 +136,7 @@ def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Ten
     """Prompts (with condition dropout applied) and videos ``(B, F, 3, H, W)`` of one step."""
     rng = np.random.default_rng([cfg.seed, step])
     specs = sample_prompts(cfg.batch_size, rng, split=split, held_out=False)
-    video = render(specs, rng).video
+    video = render(specs, rng, resolution=cfg.resolution).video
     prompts = ["" if rng.random() < cfg.cond_dropout else s.text for s in specs]
     return prompts, video
 
@@ -133,7 +147,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.split = make_split(cfg.held_out_fraction, cfg.split_seed)
-        comps = build_components(seed=cfg.seed)
+        comps = build_components(seed=cfg.seed, transformer_config=cfg.transformer_config())
         self.tokenizer, self.text_encoder = comps["tokenizer"], comps["text_encoder"]
         self.transformer, self.scheduler = comps["transformer"], comps["scheduler"]
         self.modules = torch.nn.ModuleDict({"transformer": self.transformer, "text_encoder": self.text_encoder})
@@ -153,6 +167,11 @@ class Trainer:
         """Start from the weights of an exported pipeline folder (hash-checked)."""
         pipe = load_toy_pipeline(folder, verify=True)
         self.init_manifest = read_manifest(folder)
+        have = {k: pipe.transformer.config[k] for k in ("sample_height", "patch_size", "num_layers")}
+        want = {k: self.cfg.transformer_config()[k] for k in have}
+        if have != want:
+            raise ValueError(f"{folder} has transformer {have}, but this run asks for {want} "
+                             "(--resolution, --patch-size, --num-layers must match the model trained on from)")
         weights = {"transformer": pipe.transformer.state_dict(), "text_encoder": pipe.text_encoder.state_dict()}
         for name, module in self.modules.items():
             module.load_state_dict(weights[name])
@@ -268,7 +287,7 @@ class Trainer:
             if self.init_manifest is not None:
                 extra["init_from"] = {k: self.init_manifest[k] for k in ("command", "files", "trained_steps")
                                       if k in self.init_manifest}
-            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": TRANSFORMER_CONFIG},
+            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": self.cfg.transformer_config()},
                            extra=extra)
             if out_dir.exists():
                 shutil.rmtree(out_dir)
