@@ -1,6 +1,6 @@
 """Selection overhead as a ratio to plain generation, next to its lower bound.
 
-    python benchmarks/selection_overhead.py            # both models (~10 min on 2 cores)
+    python benchmarks/selection_overhead.py            # both models (2-10 min on 2 cores)
     python benchmarks/selection_overhead.py --only toy
 
 Plain generation: one video, 50 steps with CFG (100 transformer passes over one video).
@@ -31,11 +31,17 @@ Models:
   CPU-minutes here, which we did not investigate. Plain time is measured as
   ``t(1 step) + 49 x (t(2 steps) - t(1 step))`` (every step costs the same).
 
+Rows "none" run the same selection with the scorer switched off (every score replaced by
+zeros): the forward passes, the probe's plumbing and the pipeline's set-up alone. The
+distance from them to the "all" rows is what computing BANSA costs; the distance from
+them to the bound is what the rest costs.
+
 Everything is measured in this one run, on this machine; compare ratios.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -67,6 +73,26 @@ def plain_seconds(pipe, prompt, kw, extrapolate: bool) -> float:
     return one + (STEPS - 1) * (two - one)
 
 
+@contextlib.contextmanager
+def scorer_off():
+    """Selection with every score computation replaced by zeros: what the forward passes,
+    the probe's plumbing and the pipeline's set-up cost without BANSA itself."""
+    from anse_lib import probe
+    from anse_lib.bansa import BansaRows
+
+    def no_score(query, key, *args, row_sample=None, **kwargs):
+        b, h, nq = query.shape[:3]
+        n = nq if row_sample is None else min(nq, row_sample)
+        return BansaRows(rows=torch.zeros(b, h, n), empty_rows=torch.zeros(b, h, dtype=torch.int64))
+
+    real = probe.bansa_chunked
+    probe.bansa_chunked = no_score
+    try:
+        yield
+    finally:
+        probe.bansa_chunked = real
+
+
 def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False):
     plain = plain_seconds(pipe, prompt, kw, extrapolate)
     how = "extrapolated from 1 and 2 steps" if extrapolate else "measured"
@@ -78,18 +104,23 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False):
                                         num_inference_steps=STEPS, **kw)
     select(1, ROW_SAMPLE)  # warm-up
     for d in depths:
-        for rs in (None, ROW_SAMPLE):  # all rows first: the sampled row is compared with it
-            t0 = time.perf_counter()
-            res = select(d, rs)
-            sel = time.perf_counter() - t0
-            ratio, bound = sel / plain, M * (d / num_layers) / (2 * STEPS)
-            if rs is None:
+        bound = M * (d / num_layers) / (2 * STEPS)
+        for rs in ("off", None, ROW_SAMPLE):  # all rows before sampled ones: these are compared with them
+            with scorer_off() if rs == "off" else contextlib.nullcontext():
+                t0 = time.perf_counter()
+                res = select(d, None if rs == "off" else rs)
+                sel = time.perf_counter() - t0
+            ratio = sel / plain
+            if rs == "off":
+                agree, spread = "(scorer off)", ""
+            elif rs is None:
                 full, agree, spread = res, "", ""
             else:
                 exact, sampled = full.scores.bansa.to_numpy(), res.scores.bansa.to_numpy()
                 agree = f"{spearmanr(sampled, exact)[0]:.2f}"
                 spread = f"{exact.std() / (sampled - exact).std():.2f}"
-            print(f"{d}/{num_layers:<4} {rs or 'all':>6} {sel:12.2f} {ratio:8.1%} {bound:12.1%} "
+            label = "none" if rs == "off" else rs or "all"
+            print(f"{d}/{num_layers:<4} {label:>6} {sel:12.2f} {ratio:8.1%} {bound:12.1%} "
                   f"{100 * (ratio - bound):13.1f} {agree:>15} {spread:>15}", flush=True)
 
 
