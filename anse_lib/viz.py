@@ -154,3 +154,26 @@ def plot_guidance_sweep(table, targets=("semantic", "quality"), axes=None):
         ax.set(xlabel="guidance scale (1 = no CFG)", ylabel=f"mean {t}", title=t)
     axes[0].legend(fontsize=8)
     return axes
+
+
+def plot_prompt_sensitivity(table, ideal: dict | None = None, ax=None):
+    """How much swapping one word moves the model's x0 prediction, against timestep (log y).
+
+    ``table``: the long DataFrame of :func:`anse_lib.toyworld.sensitivity.prompt_sensitivity`
+    (``timestep, attribute, rms``; several prompts are averaged). ``ideal``:
+    ``{attribute: rms}`` of the best possible model at pure noise, drawn as crosses at the
+    largest timestep in the attribute's colour.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    mean = table.groupby(["attribute", "timestep"], sort=False).rms.mean()
+    last = int(table.timestep.max())
+    for i, attr in enumerate(dict.fromkeys(table.attribute)):
+        line = mean.loc[attr].sort_index()
+        ax.plot(line.index, line.values, marker="o", color=f"C{i}", label=attr)
+        if ideal is not None and attr in ideal:
+            ax.plot([last], [ideal[attr]], marker="x", markersize=10, mew=2, color=f"C{i}", ls="none")
+    ax.set(yscale="log", xlabel="timestep (999 = pure noise)", ylabel="RMS change of predicted x0",
+           title="which words move the prediction" + ("  (x: best possible model)" if ideal else ""))
+    ax.legend(fontsize=8)
+    return ax
