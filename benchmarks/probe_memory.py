@@ -1,6 +1,6 @@
 """Peak extra memory of the armed probe vs a plain forward, and vs the naive computation.
 
-    python benchmarks/probe_memory.py      # ~8 min on 2 cores
+    python benchmarks/probe_memory.py      # ~10 min on 2 cores
 
 The forward that selection runs: the first step of M = 10 candidates (the conditional
 branch, one batch) through a random-initialised CogVideoX at 4,220 tokens (4,212 video +
@@ -30,7 +30,7 @@ import torch
 from anse_lib.costs import _peak_mib, _reset_peak
 
 M, K = 10, 10
-REPEATS = 3  # peak resident memory varies by tens of MiB between identical runs
+REPEATS = 7  # identical runs' peaks differ by tens of MiB (an occasional run lands 30-60 MiB higher)
 HEADS, HEAD_DIM, LAYERS, FRAMES, SIZE = 2, 64, 2, 49, 288
 
 
