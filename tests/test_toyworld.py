@@ -181,7 +181,7 @@ def test_checksum_mismatch_is_a_clear_error(tmp_path):
 
 
 # --- training --------------------------------------------------------------------------------------------
-def test_three_training_steps_resume_exactly(tmp_path, monkeypatch):
+def test_three_training_steps_resume_exactly(tmp_path):
     from anse_lib.toyworld import train
 
     cfg = dict(steps=3, batch_size=2, warmup_steps=2, seed=1, num_layers=1)  # 1 layer: fast
@@ -202,7 +202,7 @@ def test_three_training_steps_resume_exactly(tmp_path, monkeypatch):
     assert load_toy_pipeline(tmp_path / "model").transformer.config.num_layers == 1
 
 
-def test_training_continues_from_an_exported_model(tmp_path, monkeypatch):
+def test_training_continues_from_an_exported_model(tmp_path):
     from anse_lib.provenance import read_manifest
     from anse_lib.toyworld import train
 
@@ -257,7 +257,7 @@ def test_timestep_bias_weights_and_errors():
         train.TrainConfig(decay_steps=-1).validate()
 
 
-def test_learning_rate_warms_up_and_cools_down(tmp_path, monkeypatch):
+def test_learning_rate_warms_up_and_cools_down(tmp_path):
     from anse_lib.toyworld import train
 
     t = train.Trainer(train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4, num_layers=1), tmp_path / "run")
