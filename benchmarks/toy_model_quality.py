@@ -23,7 +23,8 @@ import torch
 from anse_lib import metrics, sweeps
 from anse_lib.analysis import paired_difference
 from anse_lib.select import select_noise
-from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, sample_prompts
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
+from anse_lib.toyworld.world import distinct_prompt_texts
 from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
 
 SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
@@ -32,12 +33,7 @@ SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
 def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
     """``n`` distinct held-out prompt texts, drawn in a fixed order (repeated draws skipped)."""
     split = WorldSplit.from_json((DEFAULT_MODEL_DIR / "split.json").read_text())
-    rng, texts = np.random.default_rng(seed), []
-    while len(texts) < n:
-        for p in sample_prompts(n, rng, split, held_out=True):
-            if p.text not in texts and len(texts) < n:
-                texts.append(p.text)
-    return texts
+    return distinct_prompt_texts(n, np.random.default_rng(seed), split, held_out=True)
 
 
 def generate(pipe, prompt, seeds, steps, guidance, guidance_rescale=DEFAULT_GUIDANCE_RESCALE) -> torch.Tensor:

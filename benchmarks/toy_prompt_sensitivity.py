@@ -21,19 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, sample_prompts
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
+from anse_lib.toyworld.world import distinct_prompt_texts
 from anse_lib.toyworld.sensitivity import ATTRIBUTES, ideal_sensitivity_at_pure_noise, prompt_sensitivity
 
 
 def one_object_prompts(split: WorldSplit, n: int, seed: int = 7) -> list[str]:
     """``n`` distinct one-object training prompts with the size named, in a fixed order."""
-    rng, texts = np.random.default_rng(seed), []
-    while len(texts) < n:
-        for p in sample_prompts(4 * n, rng, split, held_out=False, two_object_prob=0.0, size_named_prob=1.0,
-                                background_named_prob=0.0):
-            if p.text not in texts and len(texts) < n:
-                texts.append(p.text)
-    return texts
+    return distinct_prompt_texts(n, np.random.default_rng(seed), split, held_out=False, draw=4 * n,
+                                 two_object_prob=0.0, size_named_prob=1.0, background_named_prob=0.0)
 
 
 def main():

@@ -235,3 +235,18 @@ def sample_prompts(
         if split is None or split.is_held_out(spec) == held_out:
             out.append(spec)
     return out
+
+
+def distinct_prompt_texts(n: int, rng: np.random.Generator, split: WorldSplit | None = None, held_out: bool = False,
+                          draw: int | None = None, **sample_kwargs) -> list[str]:
+    """``n`` distinct prompt texts in a fixed order: :func:`sample_prompts` draws of ``draw``
+    prompts (default ``n``) until ``n`` different texts are in, repeats skipped.
+
+    ``split``, ``held_out`` and ``sample_kwargs`` are passed to :func:`sample_prompts`.
+    """
+    texts: list[str] = []
+    while len(texts) < n:
+        for p in sample_prompts(draw or n, rng, split, held_out=held_out, **sample_kwargs):
+            if p.text not in texts and len(texts) < n:
+                texts.append(p.text)
+    return texts
