@@ -167,8 +167,9 @@ class Trainer:
         """Start from the weights of an exported pipeline folder (hash-checked)."""
         pipe = load_toy_pipeline(folder, verify=True)
         self.init_manifest = read_manifest(folder)
+        wanted = self.cfg.transformer_config()
         have = {k: pipe.transformer.config[k] for k in ("sample_height", "patch_size", "num_layers")}
-        want = {k: self.cfg.transformer_config()[k] for k in have}
+        want = {k: wanted[k] for k in have}
         if have != want:
             raise ValueError(f"{folder} has transformer {have}, but this run asks for {want} "
                              "(--resolution, --patch-size, --num-layers must match the model trained on from)")
