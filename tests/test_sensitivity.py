@@ -32,7 +32,9 @@ def test_predicted_x0_inverts_v_prediction():
     v = pipe.scheduler.get_velocity(x0, noise, t)
 
     class Oracle(torch.nn.Module):  # returns the true velocity, whatever the prompt
-        def forward(self, hidden_states, encoder_hidden_states, timestep, return_dict):
+        config = pipe.transformer.config
+
+        def forward(self, hidden_states, encoder_hidden_states, timestep, image_rotary_emb, return_dict):
             return (v,)
 
     pipe.transformer = Oracle()

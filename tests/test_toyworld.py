@@ -237,6 +237,56 @@ def test_training_continues_from_an_exported_model(tmp_path):
         train.TrainConfig(resolution=16, patch_size=3).validate()
 
 
+def test_rope_and_encoderless_text_train_export_and_generate(tmp_path):
+    """--positions rope (CogVideoX-5B's 3D RoPE) and --text-layers 0 reach the model, its
+    manifest and every forward: training, the pipeline and predicted_x0 pass image_rotary_emb."""
+    from anse_lib.toyworld import train
+    from anse_lib.toyworld.model import rotary_embeddings
+    from anse_lib.toyworld.sensitivity import predicted_x0
+
+    cfg = dict(batch_size=2, warmup_steps=1, seed=1, autocast="none", num_layers=1, resolution=16, patch_size=2,
+               positions="rope", text_layers=0)
+    trainer = train.Trainer(train.TrainConfig(steps=2, **cfg), tmp_path / "a")
+    assert trainer.rotary_emb[0].shape == (8 * 8 * 8, 32)  # (F * H/p * W/p, head dim)
+    assert not trainer.transformer.patch_embed.use_positional_embeddings  # RoPE replaces the sin-cos table
+    trainer.run(ckpt_every=10, progress=False)
+    trainer.export(tmp_path / "model", command="rope")
+    pipe = load_toy_pipeline(tmp_path / "model")
+    assert pipe.transformer.config.use_rotary_positional_embeddings and pipe.text_encoder.config.num_layers == 0
+    assert read_manifest_config(tmp_path / "model")["text_encoder"]["num_layers"] == 0
+    video = pipe("a red circle moving left", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    assert video.shape == (1, 8, 16, 16, 3)
+    noisy = torch.randn(1, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    x0 = predicted_x0(pipe, noisy, torch.tensor([500]), ["a red circle moving left"])
+    # without the rotary embedding the same transformer computes something else
+    emb = pipe.text_encoder(pipe.tokenizer(["a red circle moving left"])["input_ids"])
+    with torch.no_grad():
+        plain = pipe.transformer(hidden_states=noisy, encoder_hidden_states=emb, timestep=torch.tensor([500]),
+                                 return_dict=False)[0]
+        roped = pipe.transformer(hidden_states=noisy, encoder_hidden_states=emb, timestep=torch.tensor([500]),
+                                 image_rotary_emb=rotary_embeddings(pipe.transformer), return_dict=False)[0]
+    a = pipe.scheduler.alphas_cumprod[500]
+    assert torch.allclose(x0, a.sqrt() * noisy - (1 - a).sqrt() * roped, atol=1e-6)
+    assert not torch.allclose(plain, roped, atol=1e-4)
+    assert rotary_embeddings(build_components(transformer_config=dict(num_layers=1))["transformer"]) is None
+    with pytest.raises(ValueError, match=r"asks for .*'use_rotary_positional_embeddings': False"):
+        train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "positions": "sincos"}),
+                      tmp_path / "b")
+    with pytest.raises(ValueError, match=r"has transformer .*'text_layers': 0.* asks for .*'text_layers': 2"):
+        train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "text_layers": 2}),
+                      tmp_path / "c")
+    with pytest.raises(ValueError, match=r"positions must be one of \('sincos', 'rope'\), got 'alibi'"):
+        train.TrainConfig(positions="alibi").validate()
+    with pytest.raises(ValueError, match="text_layers must be >= 0 .*got -1"):
+        train.TrainConfig(text_layers=-1).validate()
+
+
+def read_manifest_config(folder):
+    from anse_lib.provenance import read_manifest
+
+    return read_manifest(folder)["config"]
+
+
 def test_timestep_bias_weights_and_errors():
     from anse_lib.toyworld import train
 

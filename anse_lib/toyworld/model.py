@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -50,7 +52,9 @@ class WordTokenizer(ModelMixin, ConfigMixin):
 class ToyTextEncoder(ModelMixin, ConfigMixin):
     """Token embeddings + learned positions + a small pre-norm transformer encoder.
 
-    input_ids: (B, L) -> embeddings (B, L, embed_dim).
+    input_ids: (B, L) -> embeddings (B, L, embed_dim). With ``num_layers=0`` there is no
+    encoder: each output token is its word's embedding plus its position's, normalised, so
+    no word's information reaches another word's token.
     """
 
     @register_to_config
@@ -63,12 +67,29 @@ class ToyTextEncoder(ModelMixin, ConfigMixin):
         layer = nn.TransformerEncoderLayer(
             embed_dim, num_heads, dim_feedforward=2 * embed_dim, dropout=0.0, batch_first=True, norm_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers else nn.Identity()
         self.final_norm = nn.LayerNorm(embed_dim)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.token_embedding(input_ids) + self.position_embedding[:, : input_ids.shape[1]]
         return self.final_norm(self.encoder(x))
+
+
+def rotary_embeddings(transformer: CogVideoXTransformer3DModel, device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``image_rotary_emb`` a CogVideoX transformer's forward needs, or ``None``.
+
+    ``None`` unless the config has ``use_rotary_positional_embeddings`` (CogVideoX-5B's 3D
+    RoPE); then ``(cos, sin)``, each ``(F * H/p * W/p, attention_head_dim)``, computed as
+    ``CogVideoXPipeline._prepare_rotary_positional_embeddings`` does for CogVideoX 1.0 with
+    the pixel-space toy model's VAE scale factor of 1.
+    """
+    c = transformer.config
+    if not c.use_rotary_positional_embeddings:
+        return None
+    grid = (c.sample_height // c.patch_size, c.sample_width // c.patch_size)
+    crops = get_resize_crop_region_for_grid(grid, grid[1], grid[0])
+    return get_3d_rotary_pos_embed(embed_dim=c.attention_head_dim, crops_coords=crops, grid_size=grid,
+                                   temporal_size=c.sample_frames, device=device)
 
 
 #: The shipped model's architecture. 8 frames of 32x32 RGB, patch 4 -> 512 video tokens,
@@ -106,11 +127,16 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def build_components(seed: int = 0, transformer_config: dict | None = None) -> dict:
-    """Fresh, randomly initialised components in eval mode (deterministic given ``seed``)."""
+def build_components(seed: int = 0, transformer_config: dict | None = None,
+                     text_encoder_config: dict | None = None) -> dict:
+    """Fresh, randomly initialised components in eval mode (deterministic given ``seed``).
+
+    ``transformer_config`` / ``text_encoder_config`` override entries of
+    ``TRANSFORMER_CONFIG`` / ``TEXT_ENCODER_CONFIG``.
+    """
     torch.manual_seed(seed)
     cfg = dict(TRANSFORMER_CONFIG, **(transformer_config or {}))
-    text_cfg = dict(TEXT_ENCODER_CONFIG, embed_dim=cfg["text_embed_dim"])
+    text_cfg = {**TEXT_ENCODER_CONFIG, **(text_encoder_config or {}), "embed_dim": cfg["text_embed_dim"]}
     return dict(
         transformer=CogVideoXTransformer3DModel(**cfg).eval(),
         text_encoder=ToyTextEncoder(**text_cfg).eval(),

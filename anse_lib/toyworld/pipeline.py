@@ -23,6 +23,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..provenance import verify_manifest
+from .model import rotary_embeddings
 
 #: Where the shipped, trained toy model lives.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "toy_model"
@@ -140,6 +141,7 @@ class ToyVideoPipeline(DiffusionPipeline):
         timesteps = self.scheduler.timesteps
         latents = self.prepare_latents(batch_size, dtype, device, generator, latents)
         extra = {"eta": 0.0, "generator": generator} if not isinstance(generator, list) else {"eta": 0.0}
+        image_rotary_emb = rotary_embeddings(self.transformer, device)
 
         for i, t in enumerate(self.progress_bar(timesteps)):
             latent_in = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
@@ -149,6 +151,7 @@ class ToyVideoPipeline(DiffusionPipeline):
                 hidden_states=latent_in,
                 encoder_hidden_states=prompt_embeds,
                 timestep=timestep,
+                image_rotary_emb=image_rotary_emb,
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
             )[0].float()

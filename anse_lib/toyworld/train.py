@@ -20,6 +20,12 @@ timesteps ``--timestep-bias-multiplier`` times as often (the option of diffusers
 ``train_text_to_image_sdxl.py``, same names and meaning). Where the objects are, and how
 they move, is decided in the noisiest steps; a uniform draw visits them rarely.
 
+Architecture: ``--resolution``, ``--patch-size`` and ``--num-layers`` set the transformer's
+frame size, patch size and depth; ``--positions rope`` swaps CogVideoX-2B's sin-cos
+position table for CogVideoX-5B's 3D rotary embedding; ``--text-layers`` sets the text
+encoder's depth (0: each text token is its word's embedding alone). Defaults: the shipped
+model's (``model.TRANSFORMER_CONFIG``, ``model.TEXT_ENCODER_CONFIG``).
+
 ``--autocast none`` trains in float32: on a CPU without native bf16 (no AVX-512 BF16 /
 AMX) autocast is emulated and about 10x slower than float32. ``--init-from DIR`` continues
 from an exported pipeline folder (its hash is checked): the step counter, the data stream
@@ -48,7 +54,7 @@ from tqdm.auto import tqdm
 
 from ..provenance import (MANIFEST_NAME, atomic_write_bytes, atomic_write_text, model_hash, read_manifest,
                           save_manifest, verify_manifest, write_manifest)
-from .model import TRANSFORMER_CONFIG, build_components
+from .model import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, build_components, rotary_embeddings
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import RESOLUTION, render
 from .world import make_split, sample_prompts
@@ -56,6 +62,9 @@ from .world import make_split, sample_prompts
 CKPT_NAME = "checkpoint.pt"
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "none": None}
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
+#: Where the transformer gets token positions: CogVideoX-2B's sin-cos embedding added to the
+#: video tokens, or CogVideoX-5B's 3D rotary embedding applied to queries and keys.
+POSITIONS = ("sincos", "rope")
 CURVE_NAME = "training_curve.csv"
 #: The folder a recorded training command exports to (its ``--export`` argument).
 EXPORT_ARG = re.compile(r"--export (\S+)")
@@ -84,12 +93,19 @@ class TrainConfig:
     resolution: int = RESOLUTION
     patch_size: int = TRANSFORMER_CONFIG["patch_size"]
     num_layers: int = TRANSFORMER_CONFIG["num_layers"]
+    text_layers: int = TEXT_ENCODER_CONFIG["num_layers"]
+    positions: str = "sincos"
 
     def transformer_config(self) -> dict:
         """The transformer's config: the shipped one (``model.TRANSFORMER_CONFIG``) with this
         run's frame size, patch size and depth."""
         return dict(TRANSFORMER_CONFIG, sample_height=self.resolution, sample_width=self.resolution,
-                    patch_size=self.patch_size, num_layers=self.num_layers)
+                    patch_size=self.patch_size, num_layers=self.num_layers,
+                    use_rotary_positional_embeddings=self.positions == "rope")
+
+    def text_encoder_config(self) -> dict:
+        """The text encoder's config: the shipped one with this run's number of encoder layers."""
+        return dict(TEXT_ENCODER_CONFIG, num_layers=self.text_layers)
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -112,6 +128,10 @@ class TrainConfig:
                              f"got resolution={self.resolution}, patch_size={self.patch_size}")
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.text_layers < 0:
+            raise ValueError(f"text_layers must be >= 0 (0: no text encoder layers), got {self.text_layers}")
         if self.timestep_bias_multiplier <= 0:
             raise ValueError(f"timestep_bias_multiplier must be > 0, got {self.timestep_bias_multiplier}")
 
@@ -147,10 +167,12 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.split = make_split(cfg.held_out_fraction, cfg.split_seed)
-        comps = build_components(seed=cfg.seed, transformer_config=cfg.transformer_config())
+        comps = build_components(seed=cfg.seed, transformer_config=cfg.transformer_config(),
+                                 text_encoder_config=cfg.text_encoder_config())
         self.tokenizer, self.text_encoder = comps["tokenizer"], comps["text_encoder"]
         self.transformer, self.scheduler = comps["transformer"], comps["scheduler"]
         self.modules = torch.nn.ModuleDict({"transformer": self.transformer, "text_encoder": self.text_encoder})
+        self.rotary_emb = rotary_embeddings(self.transformer)
         self.modules.train()
         self.ema = copy.deepcopy(self.modules).eval().requires_grad_(False)
         self.timestep_weights = timestep_weights(cfg, self.scheduler.config.num_train_timesteps)
@@ -168,11 +190,14 @@ class Trainer:
         pipe = load_toy_pipeline(folder, verify=True)
         self.init_manifest = read_manifest(folder)
         wanted = self.cfg.transformer_config()
-        have = {k: pipe.transformer.config[k] for k in ("sample_height", "patch_size", "num_layers")}
+        have = {k: pipe.transformer.config[k] for k in ("sample_height", "patch_size", "num_layers",
+                                                      "use_rotary_positional_embeddings")}
         want = {k: wanted[k] for k in have}
+        have["text_layers"], want["text_layers"] = pipe.text_encoder.config.num_layers, self.cfg.text_layers
         if have != want:
             raise ValueError(f"{folder} has transformer {have}, but this run asks for {want} "
-                             "(--resolution, --patch-size, --num-layers must match the model trained on from)")
+                             "(--resolution, --patch-size, --num-layers, --positions, --text-layers must match the model "
+                             "trained on from)")
         weights = {"transformer": pipe.transformer.state_dict(), "text_encoder": pipe.text_encoder.state_dict()}
         for name, module in self.modules.items():
             module.load_state_dict(weights[name])
@@ -243,7 +268,8 @@ class Trainer:
         dtype = AUTOCAST_DTYPES[cfg.autocast]
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             emb = self.text_encoder(ids)
-            pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t, return_dict=False)[0]
+            pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
+                                    image_rotary_emb=self.rotary_emb, return_dict=False)[0]
         loss = torch.nn.functional.mse_loss(pred.float(), target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -288,7 +314,8 @@ class Trainer:
             if self.init_manifest is not None:
                 extra["init_from"] = {k: self.init_manifest[k] for k in ("command", "files", "trained_steps")
                                       if k in self.init_manifest}
-            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": self.cfg.transformer_config()},
+            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": self.cfg.transformer_config(),
+                                                                "text_encoder": self.cfg.text_encoder_config()},
                            extra=extra)
             if out_dir.exists():
                 shutil.rmtree(out_dir)
