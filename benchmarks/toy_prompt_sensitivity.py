@@ -10,7 +10,9 @@ with one word swapped (colour, size, shape, motion): the RMS change, in pixel un
 ignores scores ~0 at every timestep; then sampling leaves that attribute to the noise.
 For scale, the last line is what the best possible model would show at pure noise
 (timestep 999 of the zero-terminal-SNR schedule): the RMS difference between the mean
-renders of the prompt and of its variant.
+renders of the prompt and of its variant. Then, for the same prompts, how much the model's
+pure-noise prediction changes from frame to frame, next to the mean render's (0 for a
+model whose noisiest prediction is a still picture).
 The prompts are training-split ones (what the model was taught), drawn with a fixed seed.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ import pandas as pd
 
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
 from anse_lib.toyworld.world import distinct_prompt_texts
-from anse_lib.toyworld.sensitivity import ATTRIBUTES, ideal_sensitivity_at_pure_noise, prompt_sensitivity
+from anse_lib.toyworld.sensitivity import (ATTRIBUTES, frame_variation_at_pure_noise, ideal_sensitivity_at_pure_noise,
+                                           prompt_sensitivity)
 
 
 def one_object_prompts(split: WorldSplit, n: int, seed: int = 7) -> list[str]:
@@ -53,6 +56,10 @@ def main():
                           for i, p in enumerate(prompts)]).mean()
     print("the best possible model at pure noise (RMS difference of the prompts' mean renders, 512 each):")
     print(ideal.reindex(list(ATTRIBUTES)).round(4).to_frame("rms").T.to_string(index=False))
+    moving = pd.DataFrame([frame_variation_at_pure_noise(pipe, p, num_videos=args.videos, seed=i)
+                           for i, p in enumerate(prompts)]).mean()
+    print("frame-to-frame variation of the x0 prediction at pure noise (RMS deviation of frames from their mean):")
+    print(f"model {moving['model']:.4f}, best possible {moving['best']:.4f} (the prompt's mean render)")
 
 
 if __name__ == "__main__":

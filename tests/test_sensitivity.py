@@ -77,3 +77,17 @@ def test_plot_prompt_sensitivity_draws_a_line_per_attribute_and_the_ideal_crosse
     assert len(lines) == 4  # two curves, two crosses
     assert list(lines[1].get_xdata()) == [999] and list(lines[1].get_ydata()) == [0.3]
     assert list(lines[2].get_xdata()) == [500, 999] and list(lines[2].get_ydata()) == [0.002, 0.01]
+
+
+def test_frame_variation_of_still_and_moving_videos():
+    from anse_lib.toyworld.sensitivity import frame_variation, frame_variation_at_pure_noise
+
+    still = torch.rand(1, 1, 3, 16, 16).expand(2, 8, 3, 16, 16)
+    assert frame_variation(still).lt(1e-6).all() and frame_variation(still).shape == (2,)
+    pipe = ToyVideoPipeline(**build_components(seed=0, transformer_config=dict(num_layers=1, sample_height=16,
+                                                                                 sample_width=16, patch_size=2)))
+    moving = frame_variation_at_pure_noise(pipe, "a big red circle moving right", num_videos=2, num_renders=128)
+    resting = frame_variation_at_pure_noise(pipe, "a big red circle staying still", num_videos=2, num_renders=128)
+    assert moving["best"] > 0.1 > 0.01 > resting["best"]  # the mean render drifts only when the object moves
+    assert moving["model"] >= 0 and moving == frame_variation_at_pure_noise(
+        pipe, "a big red circle moving right", num_videos=2, num_renders=128)  # deterministic

@@ -123,3 +123,33 @@ def ideal_sensitivity_at_pure_noise(prompt: str, variants: dict[str, str] | None
     base = mean_video(prompt, seed)
     return {name: (mean_video(other, seed + 1 + i) - base).pow(2).mean().sqrt().item()
             for i, (name, other) in enumerate(variants.items())}
+
+
+def frame_variation(video: torch.Tensor) -> torch.Tensor:
+    """RMS deviation of each video's frames from that video's time-mean: ``(B,)`` for ``(B, F, C, H, W)``.
+
+    0 for a still picture; a moving object raises it. Pixel units of [-1, 1].
+    """
+    return (video - video.mean(1, keepdim=True)).pow(2).mean((1, 2, 3, 4)).sqrt()
+
+
+@torch.no_grad()
+def frame_variation_at_pure_noise(pipe, prompt: str, num_videos: int = 8, num_renders: int = 512,
+                                  seed: int = 0) -> dict[str, float]:
+    """How much the model's x0 prediction at pure noise changes from frame to frame, and the ideal.
+
+    ``model``: :func:`frame_variation` of the mean of ``x0_hat`` at the schedule's last
+    timestep over ``num_videos`` pure-noise inputs; ``best``: that of the prompt's mean
+    render over ``num_renders`` renders (the loss-optimal prediction there, which ignores
+    the input). Averaging over inputs keeps what the prompt sets and shrinks what a given
+    input adds (by ``sqrt(num_videos)``), so a model whose noisiest prediction does not move
+    with the prompt's motion shows ``model`` far below ``best`` for moving prompts.
+    """
+    frames, channels, height, width = pipe.video_shape
+    t_last = pipe.scheduler.config.num_train_timesteps - 1
+    noise = torch.randn((num_videos, frames, channels, height, width), generator=torch.Generator().manual_seed(seed))
+    t = torch.full((num_videos,), t_last, dtype=torch.long)
+    x0_hat = predicted_x0(pipe, pipe.scheduler.add_noise(torch.zeros_like(noise), noise, t), t, [prompt] * num_videos)
+    mean_render = render([parse_prompt(prompt)] * num_renders, np.random.default_rng(seed), frames=frames,
+                         resolution=height).video.mean(0, keepdim=True)
+    return {"model": frame_variation(x0_hat.mean(0, keepdim=True)).item(), "best": frame_variation(mean_render).item()}
