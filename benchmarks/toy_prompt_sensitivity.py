@@ -56,10 +56,10 @@ def main():
                           for i, p in enumerate(prompts)]).mean()
     print("the best possible model at pure noise (RMS difference of the prompts' mean renders, 512 each):")
     print(ideal.reindex(list(ATTRIBUTES)).round(4).to_frame("rms").T.to_string(index=False))
-    moving = pd.DataFrame([frame_variation_at_pure_noise(pipe, p, num_videos=args.videos, seed=i)
+    variation = pd.DataFrame([frame_variation_at_pure_noise(pipe, p, num_videos=args.videos, seed=i)
                            for i, p in enumerate(prompts)]).mean()
     print("frame-to-frame variation of the x0 prediction at pure noise (RMS deviation of frames from their mean):")
-    print(f"model {moving['model']:.4f}, best possible {moving['best']:.4f} (the prompt's mean render)")
+    print(f"model {variation['model']:.4f}, best possible {variation['best']:.4f} (the prompt's mean render)")
 
 
 if __name__ == "__main__":

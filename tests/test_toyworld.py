@@ -230,7 +230,7 @@ def test_training_continues_from_an_exported_model(tmp_path):
         train.Trainer(train.TrainConfig(steps=2, init_from=str(tmp_path / "model"), **cfg), tmp_path / "c")
     with pytest.raises(ValueError, match="autocast must be one of .*'fp16'"):
         train.TrainConfig(steps=2, autocast="fp16").validate()
-    with pytest.raises(ValueError, match=r"has transformer .*'num_layers': 1.* asks for .*'num_layers': 2"):
+    with pytest.raises(ValueError, match=r"has architecture .*'num_layers': 1.* asks for .*'num_layers': 2"):
         train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "num_layers": 2}),
                       tmp_path / "d")
     with pytest.raises(ValueError, match="multiple of 16 .* and of patch_size >= 1, got resolution=16, patch_size=3"):
@@ -272,7 +272,7 @@ def test_rope_and_encoderless_text_train_export_and_generate(tmp_path):
     with pytest.raises(ValueError, match=r"asks for .*'use_rotary_positional_embeddings': False"):
         train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "positions": "sincos"}),
                       tmp_path / "b")
-    with pytest.raises(ValueError, match=r"has transformer .*'text_layers': 0.* asks for .*'text_layers': 2"):
+    with pytest.raises(ValueError, match=r"has architecture .*'text_layers': 0.* asks for .*'text_layers': 2"):
         train.Trainer(train.TrainConfig(steps=3, init_from=str(tmp_path / "model"), **{**cfg, "text_layers": 2}),
                       tmp_path / "c")
     with pytest.raises(ValueError, match=r"positions must be one of \('sincos', 'rope'\), got 'alibi'"):

@@ -98,7 +98,7 @@ class TrainConfig:
 
     def transformer_config(self) -> dict:
         """The transformer's config: the shipped one (``model.TRANSFORMER_CONFIG``) with this
-        run's frame size, patch size and depth."""
+        run's frame size, patch size, depth and kind of position embedding."""
         return dict(TRANSFORMER_CONFIG, sample_height=self.resolution, sample_width=self.resolution,
                     patch_size=self.patch_size, num_layers=self.num_layers,
                     use_rotary_positional_embeddings=self.positions == "rope")
@@ -195,7 +195,7 @@ class Trainer:
         want = {k: wanted[k] for k in have}
         have["text_layers"], want["text_layers"] = pipe.text_encoder.config.num_layers, self.cfg.text_layers
         if have != want:
-            raise ValueError(f"{folder} has transformer {have}, but this run asks for {want} "
+            raise ValueError(f"{folder} has architecture {have}, but this run asks for {want} "
                              "(--resolution, --patch-size, --num-layers, --positions, --text-layers must match the model "
                              "trained on from)")
         weights = {"transformer": pipe.transformer.state_dict(), "text_encoder": pipe.text_encoder.state_dict()}
