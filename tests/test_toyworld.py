@@ -240,6 +240,7 @@ def test_training_continues_from_an_exported_model(tmp_path):
 def test_rope_and_encoderless_text_train_export_and_generate(tmp_path):
     """--positions rope (CogVideoX-5B's 3D RoPE) and --text-layers 0 reach the model, its
     manifest and every forward: training, the pipeline and predicted_x0 pass image_rotary_emb."""
+    from anse_lib.provenance import read_manifest
     from anse_lib.toyworld import train
     from anse_lib.toyworld.model import rotary_embeddings
     from anse_lib.toyworld.sensitivity import predicted_x0
@@ -253,7 +254,7 @@ def test_rope_and_encoderless_text_train_export_and_generate(tmp_path):
     trainer.export(tmp_path / "model", command="rope")
     pipe = load_toy_pipeline(tmp_path / "model")
     assert pipe.transformer.config.use_rotary_positional_embeddings and pipe.text_encoder.config.num_layers == 0
-    assert read_manifest_config(tmp_path / "model")["text_encoder"]["num_layers"] == 0
+    assert read_manifest(tmp_path / "model")["config"]["text_encoder"]["num_layers"] == 0
     video = pipe("a red circle moving left", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
     assert video.shape == (1, 8, 16, 16, 3)
     noisy = torch.randn(1, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -279,12 +280,6 @@ def test_rope_and_encoderless_text_train_export_and_generate(tmp_path):
         train.TrainConfig(positions="alibi").validate()
     with pytest.raises(ValueError, match="text_layers must be >= 0 .*got -1"):
         train.TrainConfig(text_layers=-1).validate()
-
-
-def read_manifest_config(folder):
-    from anse_lib.provenance import read_manifest
-
-    return read_manifest(folder)["config"]
 
 
 def test_timestep_bias_weights_and_errors():

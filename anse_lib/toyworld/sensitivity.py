@@ -102,6 +102,13 @@ def prompt_sensitivity(pipe, prompt: str, variants: dict[str, str] | None = None
     return pd.DataFrame(rows)
 
 
+def mean_render(prompt: str, num_renders: int, seed: int, resolution: int, frames: int) -> torch.Tensor:
+    """Mean of ``num_renders`` renders of ``prompt``, ``(F, 3, H, W)`` in [-1, 1]: the loss-optimal
+    x0 prediction at pure noise (a Monte-Carlo estimate). Deterministic given ``seed``."""
+    return render([parse_prompt(prompt)] * num_renders, np.random.default_rng(seed), frames=frames,
+                  resolution=resolution).video.mean(0)
+
+
 def ideal_sensitivity_at_pure_noise(prompt: str, variants: dict[str, str] | None = None, resolution: int = 32,
                                     frames: int = 8, num_videos: int = 512, seed: int = 0) -> dict[str, float]:
     """The same RMS change for the best possible model at pure noise: ``{name: rms}``.
@@ -115,13 +122,8 @@ def ideal_sensitivity_at_pure_noise(prompt: str, variants: dict[str, str] | None
     schedule.
     """
     variants = attribute_variants(prompt) if variants is None else dict(variants)
-
-    def mean_video(text: str, s: int) -> torch.Tensor:
-        return render([parse_prompt(text)] * num_videos, np.random.default_rng(s), frames=frames,
-                      resolution=resolution).video.mean(0)
-
-    base = mean_video(prompt, seed)
-    return {name: (mean_video(other, seed + 1 + i) - base).pow(2).mean().sqrt().item()
+    base = mean_render(prompt, num_videos, seed, resolution, frames)
+    return {name: (mean_render(other, num_videos, seed + 1 + i, resolution, frames) - base).pow(2).mean().sqrt().item()
             for i, (name, other) in enumerate(variants.items())}
 
 
@@ -150,6 +152,5 @@ def frame_variation_at_pure_noise(pipe, prompt: str, num_videos: int = 8, num_re
     noise = torch.randn((num_videos, frames, channels, height, width), generator=torch.Generator().manual_seed(seed))
     t = torch.full((num_videos,), t_last, dtype=torch.long)
     x0_hat = predicted_x0(pipe, pipe.scheduler.add_noise(torch.zeros_like(noise), noise, t), t, [prompt] * num_videos)
-    mean_render = render([parse_prompt(prompt)] * num_renders, np.random.default_rng(seed), frames=frames,
-                         resolution=height).video.mean(0, keepdim=True)
-    return {"model": frame_variation(x0_hat.mean(0, keepdim=True)).item(), "best": frame_variation(mean_render).item()}
+    best = mean_render(prompt, num_renders, seed, height, frames)
+    return {"model": frame_variation(x0_hat.mean(0, keepdim=True)).item(), "best": frame_variation(best[None]).item()}
