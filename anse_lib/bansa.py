@@ -32,6 +32,8 @@ from typing import Callable
 
 import torch
 
+from . import kernel
+
 #: Rows whose masked mass is below this are "empty" (see module docstring).
 EMPTY_ROW_MASS = 1e-12
 #: Default probability-sum tolerance when checking that rows are distributions.
@@ -185,6 +187,18 @@ def seed_from_generator(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
 
 
+def mask_row_keys(heads: torch.Tensor, rows: torch.Tensor, seed: int, salt: int = 0) -> torch.Tensor:
+    """The hash key ``(G, R)`` int64 of each (head, query row): :func:`keep_masks` hashes it with
+    the key and sample index (and so does the compiled scorer, :mod:`anse_lib.kernel`)."""
+    base = int(_mix64(torch.tensor([_wrap64(seed * 0x2545F491 + salt)], dtype=torch.int64)).item())
+    return _mix64(base + heads.to(torch.int64)[:, None] * _GOLDEN + rows.to(torch.int64)[None, :])
+
+
+def _keep_threshold(drop_prob: float) -> int:
+    """A mask entry is kept when its 16 hash bits are >= this."""
+    return int(round(check_drop_prob(drop_prob) * (1 << _MASK_BITS)))
+
+
 def keep_masks(
     k: int, heads: torch.Tensor, rows: torch.Tensor, num_keys: int, drop_prob: float, seed: int, salt: int = 0
 ) -> torch.Tensor:
@@ -194,11 +208,9 @@ def keep_masks(
     it is kept with probability ``1 - drop_prob`` (quantised to 1/65536).
     """
     check_k(k)
-    drop_prob = check_drop_prob(drop_prob)
-    base = int(_mix64(torch.tensor([_wrap64(seed * 0x2545F491 + salt)], dtype=torch.int64)).item())
-    row_key = _mix64(base + heads.to(torch.int64)[:, None] * _GOLDEN + rows.to(torch.int64)[None, :])  # (G, R)
+    threshold = _keep_threshold(drop_prob)
+    row_key = mask_row_keys(heads, rows, seed, salt)  # (G, R)
     cols = torch.arange(num_keys, dtype=torch.int64) * _M1
-    threshold = int(round(drop_prob * (1 << _MASK_BITS)))
     per_hash = 64 // _MASK_BITS
     out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool)
     for c in range((k + per_hash - 1) // per_hash):
@@ -385,6 +397,7 @@ def bansa_chunked(
     block_rows: int | None = None,
     block_bytes: int | None = None,
     accumulate_dtype: torch.dtype = torch.float32,
+    backend: str | None = None,
 ) -> BansaRows:
     """Bernoulli BANSA of one attention call, never holding more than one block of rows.
 
@@ -395,12 +408,14 @@ def bansa_chunked(
 
     Rows are processed ``block_rows`` at a time (batch entries x heads x query rows), so
     peak memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
-    buffers, whatever Nq. By default ``block_rows`` is chosen so that one block's
+    buffers (the compiled backend: the block's logits and a few Nk-long arrays per thread),
+    whatever Nq. By default ``block_rows`` is chosen so that one block's
     temporaries fit in ``block_bytes`` (see :func:`block_bytes_per_row`); ``block_bytes``
     defaults to the size of the call's query tensor in float32 (at least 16 MiB), i.e. about
     one activation of the layer being probed; with ``logits`` or ``probs`` to 256 MiB.
     Boolean mask blocks can be cached across calls (:data:`MASK_CACHE`, off by default; its
-    bytes are not counted in ``block_bytes``).
+    bytes are not counted in ``block_bytes``; the compiled backend makes its masks per row
+    and does not use it).
     Masks are indexed by (head, row, key) only, not by batch index: every batch entry
     (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
     same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
@@ -417,6 +432,11 @@ def bansa_chunked(
     entropies of ~log Nk nats (see :func:`_bansa_rows_block`), so float32 keeps it to
     ~3e-7 nats per row and ~1e-8 per layer score (measured on random 532-token maps,
     against a float64 computation); float64 is about 1.8x slower on CPU.
+    ``backend``: ``"torch"`` computes each block with tensor operations
+    (:func:`_bansa_rows_block`); ``"compiled"`` with the same arithmetic and the same masks
+    in C (:mod:`anse_lib.kernel`: one pass per row, built with gcc at first use; float32 on
+    the CPU only; agrees with ``"torch"`` to float rounding); ``"auto"`` takes
+    ``"compiled"`` where it applies and builds, else ``"torch"``. ``None``: :data:`BACKEND`.
     Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
     """
     check_k(k)
@@ -432,6 +452,7 @@ def bansa_chunked(
     src = probs if probs is not None else logits if logits is not None else query
     if src.dim() != 4:
         raise ValueError(f"expected 4-d (B, H, Nq, ...) tensors, got shape {tuple(src.shape)}")
+    backend = _resolve_backend(BACKEND if backend is None else backend, accumulate_dtype, src, k)
     b, h, nq = src.shape[:3]
     nk = key.shape[2] if query is not None else src.shape[3]
     if query is not None:
@@ -465,7 +486,7 @@ def bansa_chunked(
     if block_rows is None:
         if block_bytes is None:
             block_bytes = max(16 << 20, query.numel() * 4) if query is not None else 256 << 20
-        shared, per_entry = block_bytes_per_row(k, nk, accumulate_dtype)
+        shared, per_entry = block_bytes_per_row(k, nk, accumulate_dtype, backend)
         slots = block_bytes // (shared + b * per_entry)  # head-rows with the whole batch
         if slots >= 1:
             block_rows = b * slots
@@ -479,6 +500,24 @@ def bansa_chunked(
     heads_per_block = max(1, min(h, block_rows // (batch_per_block * rows_per_block)))
     out = torch.empty(b, h, nr)
     empty = torch.zeros(b, h, dtype=torch.int64)
+    if backend == "compiled":
+        threshold = _keep_threshold(drop_prob)
+        for h0 in range(0, h, heads_per_block):
+            hs = slice(h0, min(h, h0 + heads_per_block))
+            for r0 in range(0, nr, rows_per_block):
+                rsel = rows_idx[r0 : r0 + rows_per_block]
+                keys = mask_row_keys(torch.arange(hs.start, hs.stop), rsel, seed, salt).reshape(-1)
+                for b0 in range(0, b, batch_per_block):
+                    bs = slice(b0, min(b, b0 + batch_per_block))
+                    x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
+                    if probs is None:
+                        x = x.clamp_(min=kernel.MASKED_LOGIT)  # -inf -> finite (the C code is -ffast-math)
+                    nb, g, r = x.shape[:3]
+                    rows, e = kernel.bansa_rows(x.reshape(nb, g * r, nk), keys, k, _MASK_BITS, threshold,
+                                                probs is not None, EMPTY_ROW_MASS)
+                    out[bs, hs, r0 : r0 + rows_per_block] = rows.view(nb, g, r)
+                    empty[bs, hs] += e.view(nb, g, r).sum(-1)
+        return BansaRows(rows=out, empty_rows=empty)
     for h0 in range(0, h, heads_per_block):
         heads = range(h0, min(h, h0 + heads_per_block))
         hs = slice(heads.start, heads.stop)
@@ -494,21 +533,32 @@ def bansa_chunked(
     return BansaRows(rows=out, empty_rows=empty)
 
 
-def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float32,
+                        backend: str = "torch") -> tuple[int, int]:
     """Bytes of temporaries per attention row in :func:`bansa_chunked`: ``(shared, per_entry)``.
 
-    ``shared`` is per (head, query row) and serves the whole batch: K boolean masks, the
-    same K in ``accumulate_dtype``, and ~4 int64 hash temporaries per key when the masks
-    are not cached. ``per_entry`` is per batch entry: ~3 float32 arrays for the logits and
-    softmax plus ~6 ``accumulate_dtype`` arrays (probabilities, weights, w log w, ...).
-    Each array is ``num_keys`` long.
+    ``backend="torch"``: ``shared`` is per (head, query row) and serves the whole batch: K
+    boolean masks, the same K in ``accumulate_dtype``, and ~4 int64 hash temporaries per
+    key when the masks are not cached. ``per_entry`` is per batch entry: ~3 float32 arrays
+    for the logits and softmax plus ~6 ``accumulate_dtype`` arrays (probabilities, weights,
+    w log w, ...). ``backend="compiled"``: only the block's float32 logits, and the
+    compiled scorer's copy of a row's probabilities (its other scratch is per thread, a few
+    ``num_keys``-long arrays). Each array is ``num_keys`` long.
     """
+    if backend == "compiled":
+        return 0, num_keys * 2 * 4
     e = torch.empty((), dtype=accumulate_dtype).element_size()
     return num_keys * (k * (1 + e) + 32), num_keys * (3 * 4 + 6 * e)
 
 
 def _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:
     """Attention probabilities ``(b, G, R, Nk)`` of batch slice ``bs``, heads ``hs``, rows ``rsel``, float32."""
+    x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
+    return x if probs is not None else torch.softmax(x, dim=-1)
+
+
+def _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:
+    """Masked attention logits ``(b, G, R, Nk)`` of a block, float32 (its probabilities if ``probs`` is given)."""
     if probs is not None:
         return probs[bs, hs][:, :, rsel].float()
     if logits is not None:
@@ -518,4 +568,25 @@ def _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> t
     if attn_mask is not None:
         m = attn_mask[bs, hs][:, :, rsel]
         z = z.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else z + m.float()
-    return torch.softmax(z, dim=-1)
+    return z
+
+
+#: The default ``backend`` of :func:`bansa_chunked` (and so of the probe): see there.
+BACKEND = "auto"
+BACKENDS = ("auto", "torch", "compiled")
+
+
+def _resolve_backend(backend, accumulate_dtype, src, k) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    applies = accumulate_dtype == torch.float32 and src.device.type == "cpu" and k <= kernel.MAX_K
+    if backend == "compiled":
+        if not applies:
+            raise ValueError(f"backend='compiled' needs accumulate_dtype=torch.float32, CPU tensors and "
+                             f"k <= {kernel.MAX_K}, got {accumulate_dtype}, {src.device.type}, k={k}")
+        if not kernel.available():
+            raise RuntimeError(f"backend='compiled': {kernel.build_error()}")
+        return backend
+    if backend == "auto":
+        return "compiled" if applies and kernel.available() else "torch"
+    return backend

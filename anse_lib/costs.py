@@ -67,12 +67,14 @@ def _run(method: str, heads: int, tokens: int, head_dim: int, k: int, block_rows
     if method == "naive":
         probs = torch.softmax(q @ key.transpose(-1, -2) * head_dim**-0.5, -1)
         bansa_bernoulli(probs, k=k, seed=0)
-    elif method == "chunked":
+    elif method == "chunked":  # the default scorer: compiled where gcc is there
         bansa_chunked(q, key, k=k, seed=0, block_rows=block_rows)
+    elif method == "chunked (PyTorch)":  # the same arithmetic as tensor operations
+        bansa_chunked(q, key, k=k, seed=0, block_rows=block_rows, backend="torch")
     elif method == "attention":  # the model's own attention call, for scale
         torch.nn.functional.scaled_dot_product_attention(q, key, key)
     else:
-        raise ValueError(f"method must be 'naive', 'chunked' or 'attention', got {method!r}")
+        raise ValueError(f"method must be 'naive', 'chunked', 'chunked (PyTorch)' or 'attention', got {method!r}")
     seconds = time.perf_counter() - t0
     return Cost(seconds=seconds, peak_extra_mib=max(0.0, _peak_mib() - before))
 

@@ -91,8 +91,9 @@ def argmin_stability(candidate_maps: torch.Tensor, ks=(2, 5, 10, 20, 50), seeds=
 
 
 def cost_sweep(token_counts=(256, 512, 1024, 1536), heads: int = 2, head_dim: int = 32, k: int = 10,
-               block_rows: int = 256, methods=("naive", "chunked")) -> pd.DataFrame:
-    """Measured time and peak extra memory of naive vs chunked BANSA of one attention call.
+               block_rows: int = 256, methods=("naive", "chunked (PyTorch)", "chunked")) -> pd.DataFrame:
+    """Measured time and peak extra memory of naive vs chunked BANSA of one attention call
+    (``chunked``: the default scorer, compiled where gcc is there; see :func:`anse_lib.costs.measure`).
 
     Columns: ``method``, ``tokens``, ``seconds``, ``peak_extra_mib``.
     """

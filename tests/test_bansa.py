@@ -8,6 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anse_lib import bansa as B
+from anse_lib import kernel
+
+
+@pytest.fixture(params=["torch", "auto"])
+def backend(request, monkeypatch):
+    """Run a chunked-scorer test with the PyTorch arithmetic and with the default (compiled here)."""
+    monkeypatch.setattr(B, "BACKEND", request.param)
+    return request.param
 
 
 def random_attention(shape, seed=0, temperature=1.0):
@@ -104,6 +112,7 @@ def test_same_generator_seed_bit_identical():
     assert torch.equal(c1.rows, c2.rows)
 
 
+@pytest.mark.usefixtures("backend")
 def test_empty_rows_guarded_and_counted():
     # one-hot rows lose all their mass whenever their single key is dropped
     attn = torch.eye(8).unsqueeze(0)
@@ -116,6 +125,7 @@ def test_empty_rows_guarded_and_counted():
     assert c.empty_rows.sum().item() == res.empty_rows.item()
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_direct_form_equals_entropy_difference_with_some_samples_empty(dtype):
     """The scorer's one-log form -sum a w log w - mean log Z equals H(mean) - mean H on
@@ -133,6 +143,7 @@ def test_direct_form_equals_entropy_difference_with_some_samples_empty(dtype):
     assert torch.allclose(got.rows, naive.rows, atol=1e-6 if dtype == torch.float32 else 1e-7, rtol=0)
 
 
+@pytest.mark.usefixtures("backend")
 # --- chunked == naive -------------------------------------------------------------------------------
 @pytest.mark.parametrize("block_rows", [1, 5, 20, 60, 10_000])
 def test_chunked_equals_naive(block_rows):
@@ -149,6 +160,7 @@ def test_chunked_equals_naive(block_rows):
     assert torch.allclose(from_probs.rows, naive.rows, atol=1e-6, rtol=0)
 
 
+@pytest.mark.usefixtures("backend")
 def test_chunked_batch_entries_share_masks():
     """A candidate's score does not depend on which other candidates share its batch."""
     q, k = qk(b=4)
@@ -161,6 +173,7 @@ def test_chunked_batch_entries_share_masks():
     assert torch.equal(twice.rows[0], twice.rows[1])
 
 
+@pytest.mark.usefixtures("backend")
 def test_chunked_mask_and_query_rows():
     q, k = qk(nq=12, nk=12)
     allowed = torch.ones(12, 12, dtype=torch.bool).tril()  # causal mask
@@ -175,6 +188,7 @@ def test_chunked_mask_and_query_rows():
     assert torch.allclose(sub.rows, naive.rows[..., 4:], atol=1e-6)
 
 
+@pytest.mark.usefixtures("backend")
 def test_row_sample_scores_a_fixed_subset_of_the_full_rows():
     """Subsampled rows are exactly those rows of the full computation, the same for every
     candidate and head, fixed by (seed, salt); their mean is an unbiased estimate."""
@@ -203,6 +217,7 @@ def test_row_sample_rejected_unless_positive_int(bad):
         B.bansa_chunked(q, k, row_sample=bad)
 
 
+@pytest.mark.usefixtures("backend")
 def test_block_bytes_bounds_the_block_and_does_not_change_scores():
     q, k = qk(b=2, nq=30, nk=50)
     ref = B.bansa_chunked(q, k, k=5, seed=1)
@@ -214,6 +229,7 @@ def test_block_bytes_bounds_the_block_and_does_not_change_scores():
         B.bansa_chunked(q, k, block_bytes=0)
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_computed_in_float32(dtype):
     q, k = qk()
@@ -287,3 +303,35 @@ def test_mask_cache_bounded():
         cache.get(10, range(0, 1), torch.arange(3), 8, 0.2, 4, 0).numpy(),
         B.keep_masks(10, torch.arange(1), torch.arange(3), 8, 0.2, 4).numpy(),
     )
+
+
+# --- the compiled scorer ------------------------------------------------------------------
+def test_compiled_scorer_builds_here():
+    """gcc is on every machine of this project; without it the default falls back to PyTorch."""
+    assert kernel.available(), kernel.build_error()
+
+
+@pytest.mark.parametrize("k,drop_prob", [(2, 0.5), (10, 0.2), (13, 0.9), (32, 0.2)])
+def test_compiled_equals_torch_backend(k, drop_prob):
+    """Same masks, same arithmetic: equal empty counts, rows equal to float rounding, with
+    a boolean mask, sampled rows and odd block shapes; and bit-identical when re-run."""
+    q, key = qk(b=3, h=2, nq=40, nk=37, d=8, seed=4)
+    allowed = torch.rand(40, 37, generator=torch.Generator().manual_seed(1)) > 0.3
+    kw = dict(k=k, drop_prob=drop_prob, seed=11, salt=3, attn_mask=allowed, row_sample=29, block_rows=17)
+    ref = B.bansa_chunked(q * 3, key, backend="torch", **kw)
+    got = B.bansa_chunked(q * 3, key, backend="compiled", **kw)
+    assert torch.equal(got.empty_rows, ref.empty_rows)
+    assert torch.allclose(got.rows, ref.rows, atol=2e-6, rtol=0)
+    assert torch.equal(B.bansa_chunked(q * 3, key, backend="compiled", **kw).rows, got.rows)
+
+
+def test_backend_choice_validated():
+    q, key = qk()
+    with pytest.raises(ValueError, match="backend must be one of .*'fast'"):
+        B.bansa_chunked(q, key, backend="fast")
+    with pytest.raises(ValueError, match="accumulate_dtype=torch.float32.*torch.float64"):
+        B.bansa_chunked(q, key, backend="compiled", accumulate_dtype=torch.float64)
+    with pytest.raises(ValueError, match="k <= 32.*k=33"):
+        B.bansa_chunked(q, key, backend="compiled", k=33)
+    # the default falls back to PyTorch where the compiled scorer does not apply
+    assert torch.equal(B.bansa_chunked(q, key, k=33, seed=1).rows, B.bansa_chunked(q, key, k=33, seed=1, backend="torch").rows)
