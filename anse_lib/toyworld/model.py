@@ -92,9 +92,10 @@ def rotary_embeddings(transformer: CogVideoXTransformer3DModel, device=None) -> 
                                    temporal_size=c.sample_frames, device=device)
 
 
-#: The shipped model's architecture. 8 frames of 32x32 RGB, patch 4 -> 512 video tokens,
-#: plus 20 text tokens = 532 tokens of joint attention, as in CogVideoX-2B (sin-cos
-#: positions, no RoPE).
+#: The default architecture (the first shipped model's; the shipped one's is in its
+#: folder's config). 8 frames of 32x32 RGB, patch 4 -> 512 video tokens, plus 20 text
+#: tokens = 532 tokens of joint attention, as in CogVideoX-2B (sin-cos positions, no RoPE).
+#: The shipped model is 16x16, patch 2, 4 layers: also 512 + 20 tokens.
 TRANSFORMER_CONFIG = dict(
     num_attention_heads=4,
     attention_head_dim=32,

@@ -23,8 +23,11 @@ they move, is decided in the noisiest steps; a uniform draw visits them rarely.
 Architecture: ``--resolution``, ``--patch-size`` and ``--num-layers`` set the transformer's
 frame size, patch size and depth; ``--positions rope`` swaps CogVideoX-2B's sin-cos
 position table for CogVideoX-5B's 3D rotary embedding; ``--text-layers`` sets the text
-encoder's depth (0: each text token is its word's embedding alone). Defaults: the shipped
-model's (``model.TRANSFORMER_CONFIG``, ``model.TEXT_ENCODER_CONFIG``).
+encoder's depth (0: each text token is its word's embedding alone). Defaults:
+``model.TRANSFORMER_CONFIG`` and ``model.TEXT_ENCODER_CONFIG`` (32x32, patch 4, 6 layers,
+a 2-layer text encoder: the first shipped model's). The shipped model's own flags are the
+command in its manifest: 16x16, patch 2, 4 layers, ``--text-layers 0``, and half of all
+timestep draws among the noisiest 5 %, the recipe under which it learned the motion word.
 
 ``--autocast none`` trains in float32: on a CPU without native bf16 (no AVX-512 BF16 /
 AMX) autocast is emulated and about 10x slower than float32. ``--init-from DIR`` continues
