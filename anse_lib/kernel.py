@@ -36,6 +36,7 @@ MAX_K = 32
 _lib = None
 _error: str | None = None
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _cpu_id() -> str:
@@ -115,9 +116,9 @@ def bansa_rows(x: torch.Tensor, row_keys: torch.Tensor, k: int, mask_bits: int, 
     if parts == 1:
         codes = [_lib.bansa_rows(*args, 0, gr, *outs)]
     else:
-        global _pool
-        if _pool is None or _pool._max_workers < parts:
-            _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bansa")
+        global _pool, _pool_size
+        if _pool is None or _pool_size < parts:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bansa"), parts
         futures = [_pool.submit(_lib.bansa_rows, *args, lo, hi, *outs) for lo, hi in zip(bounds, bounds[1:])]
         codes = [f.result() for f in futures]
     if any(c == 2 for c in codes):

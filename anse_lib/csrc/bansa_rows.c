@@ -68,6 +68,17 @@ static inline __attribute__((always_inline)) float weighted_wlogw(
     return acc;
 }
 
+/* The K masks of n <= TILE keys as 0/1 floats, m[s * TILE + j] for s < K, zero-padded to a
+ * multiple of 8 keys; returns that padded length. */
+static int64_t expand_tile(const uint32_t *restrict keep, int64_t n, int k, float *restrict m) {
+    const int64_t n8 = (n + 7) / 8 * 8;
+    for (int s = 0; s < k; s++) {
+        for (int64_t j = 0; j < n; j++) m[s * TILE + j] = (float)((keep[j] >> s) & 1u);
+        for (int64_t j = n; j < n8; j++) m[s * TILE + j] = 0.0f;
+    }
+    return n8;
+}
+
 #define DISPATCH_K(K_, CALL) \
     switch (K_) { \
     case 2: CALL(2); break; case 3: CALL(3); break; case 4: CALL(4); break; case 5: CALL(5); break; \
@@ -133,11 +144,7 @@ int bansa_rows(
         /* pass 1: the K masked masses Z_s of each candidate */
         for (int64_t i = 0; i < b * k; i++) z[i] = 0.0f;
         for (int64_t j0 = 0; j0 < nk; j0 += TILE) {
-            const int64_t n = nk - j0 < TILE ? nk - j0 : TILE, n8 = (n + 7) / 8 * 8;
-            for (int s = 0; s < kk; s++) {
-                for (int64_t j = 0; j < n; j++) m[s * TILE + j] = (float)((keep[j0 + j] >> s) & 1u);
-                for (int64_t j = n; j < n8; j++) m[s * TILE + j] = 0.0f;
-            }
+            const int64_t n8 = expand_tile(keep + j0, nk - j0 < TILE ? nk - j0 : TILE, kk, m);
             for (int64_t bi = 0; bi < b; bi++) {
 #define MASSES(KC) masked_masses(m, a + bi * nk8 + j0, n8, KC, z + bi * k)
                 DISPATCH_K(kk, MASSES)
@@ -158,11 +165,7 @@ int bansa_rows(
         /* pass 2: sum_j a_j w_j log w_j of each candidate */
         for (int64_t bi = 0; bi < b; bi++) wlogw[bi] = 0.0f;
         for (int64_t j0 = 0; j0 < nk; j0 += TILE) {
-            const int64_t n = nk - j0 < TILE ? nk - j0 : TILE, n8 = (n + 7) / 8 * 8;
-            for (int s = 0; s < kk; s++) {
-                for (int64_t j = 0; j < n; j++) m[s * TILE + j] = (float)((keep[j0 + j] >> s) & 1u);
-                for (int64_t j = n; j < n8; j++) m[s * TILE + j] = 0.0f;
-            }
+            const int64_t n8 = expand_tile(keep + j0, nk - j0 < TILE ? nk - j0 : TILE, kk, m);
             for (int64_t bi = 0; bi < b; bi++) {
                 const float ne = (float)out_empty[bi * gr + r];
 #define WLOGW(KC) wlogw[bi] += weighted_wlogw(m, a + bi * nk8 + j0, n8, KC, z + bi * k, ne, w)
