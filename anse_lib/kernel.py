@@ -50,7 +50,17 @@ def _cpu_id() -> str:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("ANSE_KERNEL_CACHE") or Path.home() / ".cache" / "anse_lib")
+    """``$ANSE_KERNEL_CACHE``, else ``~/.cache/anse_lib``, else (not writable) a folder in the temp dir."""
+    if os.environ.get("ANSE_KERNEL_CACHE"):
+        return Path(os.environ["ANSE_KERNEL_CACHE"])
+    home = Path.home() / ".cache" / "anse_lib"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"anse_lib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
 def _build() -> ctypes.CDLL:
