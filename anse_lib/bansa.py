@@ -500,34 +500,25 @@ def bansa_chunked(
     heads_per_block = max(1, min(h, block_rows // (batch_per_block * rows_per_block)))
     out = torch.empty(b, h, nr)
     empty = torch.zeros(b, h, dtype=torch.int64)
-    if backend == "compiled":
-        threshold = _keep_threshold(drop_prob)
-        for h0 in range(0, h, heads_per_block):
-            hs = slice(h0, min(h, h0 + heads_per_block))
-            for r0 in range(0, nr, rows_per_block):
-                rsel = rows_idx[r0 : r0 + rows_per_block]
-                keys = mask_row_keys(torch.arange(hs.start, hs.stop), rsel, seed, salt).reshape(-1)
-                for b0 in range(0, b, batch_per_block):
-                    bs = slice(b0, min(b, b0 + batch_per_block))
-                    x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
-                    if probs is None:
-                        x = x.clamp_(min=kernel.MASKED_LOGIT)  # -inf -> finite (the C code is -ffast-math)
-                    nb, g, r = x.shape[:3]
-                    rows, e = kernel.bansa_rows(x.reshape(nb, g * r, nk), keys, k, _MASK_BITS, threshold,
-                                                probs is not None, EMPTY_ROW_MASS)
-                    out[bs, hs, r0 : r0 + rows_per_block] = rows.view(nb, g, r)
-                    empty[bs, hs] += e.view(nb, g, r).sum(-1)
-        return BansaRows(rows=out, empty_rows=empty)
+    threshold = _keep_threshold(drop_prob)
     for h0 in range(0, h, heads_per_block):
         heads = range(h0, min(h, h0 + heads_per_block))
         hs = slice(heads.start, heads.stop)
         for r0 in range(0, nr, rows_per_block):
             rsel = rows_idx[r0 : r0 + rows_per_block]
-            masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(device=src.device, dtype=accumulate_dtype)
+            if backend == "compiled":  # the C code makes each row's masks from its hash key
+                keys = mask_row_keys(torch.arange(hs.start, hs.stop), rsel, seed, salt).reshape(-1)
+            else:
+                masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(device=src.device,
+                                                                                     dtype=accumulate_dtype)
             for b0 in range(0, b, batch_per_block):
                 bs = slice(b0, min(b, b0 + batch_per_block))
-                p = _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
-                rows, e = _bansa_rows_block(p.to(accumulate_dtype), masks)
+                x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
+                if backend == "compiled":
+                    rows, e = _compiled_rows_block(x, keys, k, threshold, is_probs=probs is not None)
+                else:
+                    rows, e = _bansa_rows_block((x if probs is not None else torch.softmax(x, -1)).to(accumulate_dtype),
+                                                masks)
                 out[bs, hs, r0 : r0 + rows_per_block] = rows.float().cpu()
                 empty[bs, hs] += e.cpu()
     return BansaRows(rows=out, empty_rows=empty)
@@ -551,10 +542,17 @@ def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = t
     return num_keys * (k * (1 + e) + 32), num_keys * (3 * 4 + 6 * e)
 
 
-def _block_probs(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:
-    """Attention probabilities ``(b, G, R, Nk)`` of batch slice ``bs``, heads ``hs``, rows ``rsel``, float32."""
-    x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
-    return x if probs is not None else torch.softmax(x, dim=-1)
+def _compiled_rows_block(x: torch.Tensor, keys: torch.Tensor, k: int, threshold: int,
+                         is_probs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_bansa_rows_block` by the compiled scorer: ``x`` ``(B, G, R, Nk)`` logits (or
+    probabilities), ``keys`` ``(G * R,)`` the rows' mask keys; returns rows ``(B, G, R)``
+    and empty-sample counts ``(B, G)``."""
+    if not is_probs:
+        x = x.clamp_(min=kernel.MASKED_LOGIT)  # -inf -> finite (the C code is -ffast-math)
+    nb, g, r, nk = x.shape
+    rows, empty = kernel.bansa_rows(x.reshape(nb, g * r, nk), keys, k, _MASK_BITS, threshold, is_probs,
+                                    EMPTY_ROW_MASS)
+    return rows.view(nb, g, r), empty.view(nb, g, r).sum(-1)
 
 
 def _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:

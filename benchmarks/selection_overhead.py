@@ -161,8 +161,8 @@ def main(argv=None):
         toy = load_toy_pipeline()
         layers = toy.transformer.config.num_layers
         c = toy.transformer.config
-        tokens = ((c.sample_frames - 1) // c.temporal_compression_ratio + 1) * (c.sample_height // c.patch_size) \
-            * (c.sample_width // c.patch_size) + c.max_text_seq_length
+        frames, _, height, width = toy.video_shape  # pixel space: no temporal compression
+        tokens = frames * (height // c.patch_size) * (width // c.patch_size) + c.max_text_seq_length
         report(f"toy model ({tokens} tokens, {layers} layers, {c.num_attention_heads} heads x {c.attention_head_dim})",
                toy, "a big red circle moving left", {}, layers, [layers // 2, layers], repeats=3)
     if args.only in (None, "cogvideox"):
