@@ -27,6 +27,7 @@ to the divergence) and is counted in ``empty_rows``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -501,9 +502,15 @@ def bansa_chunked(
     out = torch.empty(b, h, nr)
     empty = torch.zeros(b, h, dtype=torch.int64)
     threshold = _keep_threshold(drop_prob)
+    # one logits buffer for every block: a fresh block-sized tensor per block costs more
+    # (page faults on new memory) than the matrix product that fills it
+    buffer = torch.empty(batch_per_block * heads_per_block * rows_per_block * nk, device=src.device) \
+        if query is not None else None
+    masked_logit = kernel.MASKED_LOGIT if backend == "compiled" else float("-inf")
     for h0 in range(0, h, heads_per_block):
         heads = range(h0, min(h, h0 + heads_per_block))
         hs = slice(heads.start, heads.stop)
+        key_t = key[:, hs].float().transpose(-1, -2) if query is not None else None  # (B, G, D, Nk) view if float32
         for r0 in range(0, nr, rows_per_block):
             rsel = rows_idx[r0 : r0 + rows_per_block]
             if backend == "compiled":  # the C code makes each row's masks from its hash key
@@ -513,9 +520,10 @@ def bansa_chunked(
                                                                                      dtype=accumulate_dtype)
             for b0 in range(0, b, batch_per_block):
                 bs = slice(b0, min(b, b0 + batch_per_block))
-                x = _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask)
+                x = _block_logits(bs, hs, rsel, query, key_t, logits, probs, scale, attn_mask, buffer, masked_logit)
                 if backend == "compiled":
-                    rows, e = _compiled_rows_block(x, keys, k, threshold, is_probs=probs is not None)
+                    rows, e = _compiled_rows_block(x, keys, k, threshold, is_probs=probs is not None,
+                                                   finite=query is not None and (attn_mask is None or attn_mask.dtype == torch.bool))
                 else:
                     rows, e = _bansa_rows_block((x if probs is not None else torch.softmax(x, -1)).to(accumulate_dtype),
                                                 masks)
@@ -543,11 +551,12 @@ def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = t
 
 
 def _compiled_rows_block(x: torch.Tensor, keys: torch.Tensor, k: int, threshold: int,
-                         is_probs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                         is_probs: bool, finite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_bansa_rows_block` by the compiled scorer: ``x`` ``(B, G, R, Nk)`` logits (or
     probabilities), ``keys`` ``(G * R,)`` the rows' mask keys; returns rows ``(B, G, R)``
-    and empty-sample counts ``(B, G)``."""
-    if not is_probs:
+    and empty-sample counts ``(B, G)``. ``finite``: the logits are known to hold no -inf
+    (no pass to replace them)."""
+    if not is_probs and not finite:
         x = x.clamp_(min=kernel.MASKED_LOGIT)  # -inf -> finite (the C code is -ffast-math)
     nb, g, r, nk = x.shape
     rows, empty = kernel.bansa_rows(x.reshape(nb, g * r, nk), keys, k, _MASK_BITS, threshold, is_probs,
@@ -555,17 +564,27 @@ def _compiled_rows_block(x: torch.Tensor, keys: torch.Tensor, k: int, threshold:
     return rows.view(nb, g, r), empty.view(nb, g, r).sum(-1)
 
 
-def _block_logits(bs, hs, rsel, query, key, logits, probs, scale, attn_mask) -> torch.Tensor:
-    """Masked attention logits ``(b, G, R, Nk)`` of a block, float32 (its probabilities if ``probs`` is given)."""
+def _block_logits(bs, hs, rsel, query, key_t, logits, probs, scale, attn_mask, buffer=None,
+                  masked_logit=float("-inf")) -> torch.Tensor:
+    """Masked attention logits ``(b, G, R, Nk)`` of a block, float32 (its probabilities if ``probs`` is given).
+
+    ``key_t``: the heads' keys transposed, ``(B, G, D, Nk)``; the product is written into
+    ``buffer`` (flat float32, at least the block's size) when given. Keys a bool
+    ``attn_mask`` forbids get ``masked_logit``.
+    """
     if probs is not None:
         return probs[bs, hs][:, :, rsel].float()
     if logits is not None:
         z = logits[bs, hs][:, :, rsel].float()
     else:
-        z = torch.matmul(query[bs, hs][:, :, rsel].float(), key[bs, hs].float().transpose(-1, -2)) * scale
+        q = query[bs, hs][:, :, rsel].float() * scale  # (b, G, R, D): scaling it is cheaper than the product
+        kt = key_t[bs]
+        shape = (*q.shape[:3], kt.shape[-1])
+        out = buffer[: math.prod(shape)].view(shape) if buffer is not None else None
+        z = torch.matmul(q, kt, out=out) if out is not None else torch.matmul(q, kt)
     if attn_mask is not None:
         m = attn_mask[bs, hs][:, :, rsel]
-        z = z.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else z + m.float()
+        z = z.masked_fill_(~m, masked_logit) if m.dtype == torch.bool else z.add_(m.float())
     return z
 
 

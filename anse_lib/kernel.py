@@ -11,7 +11,12 @@ Nothing to install: the first call compiles the file with the machine's C compil
 per-user cache (``$ANSE_KERNEL_CACHE``, default ``~/.cache/anse_lib``), written
 atomically and named by a hash of the source, the flags and the CPU. Without a compiler
 :func:`available` is False and :func:`anse_lib.bansa.bansa_chunked` keeps to PyTorch.
-Rows are split over ``torch.get_num_threads()`` threads (ctypes releases the GIL).
+Rows are split over torch's OpenMP threads (``torch.get_num_threads()``): the file is
+built with ``-fopenmp`` and so shares the one libgomp torch loaded, one thread team for
+the matrix products and the scorer. (Two teams would each spin-wait for work on the
+same cores: a second pool of Python threads made the scorer 1.8x slower between torch
+products.) Where ``-fopenmp`` does not build, rows are split over a pool of Python
+threads (ctypes releases the GIL).
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "bansa_rows.c"
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
+#: Tried first; without it (no OpenMP in the compiler) the build uses FLAGS alone.
+OPENMP_FLAG = "-fopenmp"
 #: Logits below this are treated as masked out (the C code may not see -inf: -ffast-math).
 MASKED_LOGIT = -1e30
 #: Most mask samples the compiled scorer takes (its per-row accumulators).
@@ -63,26 +70,36 @@ def _cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"anse_lib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
-def _build() -> ctypes.CDLL:
-    cc = os.environ.get("CC", "gcc")
+def _compile(cc: str, flags: tuple[str, ...]) -> Path:
+    """The shared library built from SOURCE with ``flags``, cached under a hash of source, flags and CPU."""
     src = SOURCE.read_bytes()
-    tag = hashlib.sha256(src + " ".join((cc, *FLAGS, platform.machine(), _cpu_id())).encode()).hexdigest()[:16]
+    tag = hashlib.sha256(src + " ".join((cc, *flags, platform.machine(), _cpu_id())).encode()).hexdigest()[:16]
     out = _cache_dir() / f"bansa_rows-{tag}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True)
+            subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True)
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+    return out
+
+
+def _build() -> ctypes.CDLL:
+    cc = os.environ.get("CC", "gcc")
+    try:
+        out = _compile(cc, (*FLAGS, OPENMP_FLAG))
+    except subprocess.CalledProcessError:
+        out = _compile(cc, FLAGS)
     lib = ctypes.CDLL(str(out))
     fn = lib.bansa_rows
     i64, p = ctypes.c_int64, ctypes.c_void_p
     fn.argtypes = [p, i64, i64, i64, p, i64, i64, i64, ctypes.c_int, ctypes.c_float, i64, i64, p, p]
     fn.restype = ctypes.c_int
+    lib.bansa_openmp.restype = ctypes.c_int
     return lib
 
 
@@ -123,7 +140,7 @@ def bansa_rows(x: torch.Tensor, row_keys: torch.Tensor, k: int, mask_bits: int, 
     outs = (rows.data_ptr(), empty.data_ptr())
     parts = max(1, min(torch.get_num_threads(), gr))
     bounds = [gr * i // parts for i in range(parts + 1)]
-    if parts == 1:
+    if parts == 1 or _lib.bansa_openmp():  # one call: OpenMP splits the rows
         codes = [_lib.bansa_rows(*args, 0, gr, *outs)]
     else:
         global _pool, _pool_size

@@ -309,6 +309,30 @@ def test_mask_cache_bounded():
 def test_compiled_scorer_builds_here():
     """gcc is on every machine of this project; without it the default falls back to PyTorch."""
     assert kernel.available(), kernel.build_error()
+    assert kernel._lib.bansa_openmp() == 1, "built without OpenMP: the scorer runs its own thread pool"
+
+
+def test_compiled_scorer_same_rows_however_threaded(monkeypatch):
+    """Rows are independent: one thread, torch's OpenMP threads, or (a build without
+    OpenMP) a pool of Python threads give bit-identical scores."""
+    q, key = qk(b=2, h=3, nq=33, nk=41, d=8, seed=5)
+    kw = dict(k=10, seed=2, backend="compiled", block_rows=40)
+    ref = B.bansa_chunked(q, key, **kw)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = B.bansa_chunked(q, key, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    import ctypes
+    plain = ctypes.CDLL(str(kernel._compile("gcc", kernel.FLAGS)))
+    assert plain.bansa_openmp() == 0
+    plain.bansa_rows.argtypes, plain.bansa_rows.restype = kernel._lib.bansa_rows.argtypes, ctypes.c_int
+    monkeypatch.setattr(kernel, "_lib", plain)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # force the pool split
+    pooled = B.bansa_chunked(q, key, **kw)
+    assert torch.equal(one.rows, ref.rows) and torch.equal(pooled.rows, ref.rows)
+    assert torch.equal(one.empty_rows, ref.empty_rows) and torch.equal(pooled.empty_rows, ref.empty_rows)
 
 
 @pytest.mark.parametrize("k,drop_prob", [(2, 0.5), (10, 0.2), (13, 0.9), (32, 0.2)])

@@ -11,13 +11,19 @@
  * Built at first use by anse_lib/kernel.py (gcc -O3 -march=native -ffast-math: the
  * compiler vectorises expf/logf through glibc's libmvec). -ffast-math assumes finite
  * numbers, so the caller replaces -inf logits by a large finite negative value.
- * Rows are independent: a call handles rows [gr0, gr1) of every batch entry, and several
- * calls (threads) may run at once on disjoint ranges. The caller holds no Python lock.
+ * Rows are independent: a call handles rows [gr0, gr1) of every batch entry. Built with
+ * -fopenmp, it splits them over the OpenMP threads itself: the process's libgomp is
+ * torch's (same soname), so the scorer and torch's matrix products share one thread team
+ * instead of two teams spinning against each other on the same cores. Built without, the
+ * caller runs several calls at once on disjoint ranges (it holds no Python lock).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <float.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 #define M1 0xBF58476D1CE4E5B9ULL
@@ -86,8 +92,9 @@ static int64_t expand_tile(const uint32_t *restrict keep, int64_t n, int k, floa
     case 10: CALL(10); break; case 12: CALL(12); break; case 16: CALL(16); break; \
     default: CALL(K_); }
 
-/* Returns 0 on success, 1 if scratch memory could not be allocated, 2 if K > 32. */
-int bansa_rows(
+/* One thread's share of bansa_rows: rows [gr0, gr1). Returns 0, or 1 if scratch memory
+ * could not be allocated. */
+static int rows_range(
     const float *x,          /* (B, GR, Nk) contiguous: logits (is_probs = 0) or probabilities */
     int64_t b, int64_t gr, int64_t nk,
     const int64_t *row_keys, /* (GR,): the hash key of each (head, row), as in keep_masks */
@@ -96,7 +103,6 @@ int bansa_rows(
     float *out_rows,         /* (B, GR) */
     int64_t *out_empty       /* (B, GR): samples of the row that lost all their mass */
 ) {
-    if (k > 32) return 2;
     uint32_t *keep = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)nk);   /* bit s: sample s keeps key j */
     uint64_t *bits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)nk);
     const int64_t nk8 = (nk + 7) / 8 * 8;                                   /* rows padded with zeros */
@@ -179,4 +185,40 @@ int bansa_rows(
     }
     free(keep); free(bits); free(a); free(m); free(w); free(z); free(wlogw);
     return 0;
+}
+
+/* 1 if built with OpenMP (bansa_rows then uses the OpenMP threads), else 0. */
+int bansa_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* BANSA of rows [gr0, gr1) of every batch entry (arguments as in rows_range), over the
+ * OpenMP threads when built with OpenMP. Returns 0 on success, 1 if scratch memory could
+ * not be allocated, 2 if K > 32. */
+int bansa_rows(
+    const float *x, int64_t b, int64_t gr, int64_t nk, const int64_t *row_keys,
+    int64_t k, int64_t mask_bits, int64_t threshold, int is_probs, float empty_mass,
+    int64_t gr0, int64_t gr1, float *out_rows, int64_t *out_empty
+) {
+    if (k > 32) return 2;
+    int failed = 0;
+#ifdef _OPENMP
+    const int64_t n = gr1 - gr0;
+#pragma omp parallel reduction(|:failed)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t lo = gr0 + n * t / nt, hi = gr0 + n * (t + 1) / nt;
+        if (lo < hi)
+            failed |= rows_range(x, b, gr, nk, row_keys, k, mask_bits, threshold, is_probs, empty_mass,
+                                 lo, hi, out_rows, out_empty);
+    }
+#else
+    failed = rows_range(x, b, gr, nk, row_keys, k, mask_bits, threshold, is_probs, empty_mass,
+                        gr0, gr1, out_rows, out_empty);
+#endif
+    return failed;
 }
