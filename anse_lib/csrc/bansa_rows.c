@@ -111,8 +111,9 @@ static int rows_range(
     float *w = (float *)malloc(sizeof(float) * TILE);
     float *z = (float *)malloc(sizeof(float) * (size_t)(b * k));
     float *wlogw = (float *)malloc(sizeof(float) * (size_t)b);
-    if (!keep || !bits || !a || !m || !w || !z || !wlogw) {
-        free(keep); free(bits); free(a); free(m); free(w); free(z); free(wlogw);
+    float *norm = (float *)malloc(sizeof(float) * (size_t)b);             /* 1 / each row's sum of exps */
+    if (!keep || !bits || !a || !m || !w || !z || !wlogw || !norm) {
+        free(keep); free(bits); free(a); free(m); free(w); free(z); free(wlogw); free(norm);
         return 1;
     }
     const int64_t per_hash = 64 / mask_bits;
@@ -131,20 +132,21 @@ static int rows_range(
                 for (int64_t j = 0; j < nk; j++) keep[j] |= ((bits[j] >> shift) & low) >= (uint64_t)threshold ? bit : 0u;
             }
         }
-        /* each candidate's attention row */
+        /* each candidate's attention row, unnormalised: a = ab * norm (both passes are linear
+         * in a, so the normalisation scales their sums instead of every entry) */
         for (int64_t bi = 0; bi < b; bi++) {
             const float *row = x + (bi * gr + r) * nk;
             float *ab = a + bi * nk8;
             for (int64_t j = nk; j < nk8; j++) ab[j] = 0.0f;
             if (is_probs) {
                 for (int64_t j = 0; j < nk; j++) ab[j] = row[j];
+                norm[bi] = 1.0f;
             } else {
                 float mx = row[0];
                 for (int64_t j = 1; j < nk; j++) mx = row[j] > mx ? row[j] : mx;
                 float sum = 0.0f;
                 for (int64_t j = 0; j < nk; j++) { ab[j] = expf(row[j] - mx); sum += ab[j]; }
-                const float inv = 1.0f / sum;
-                for (int64_t j = 0; j < nk; j++) ab[j] *= inv;
+                norm[bi] = 1.0f / sum;
             }
         }
         /* pass 1: the K masked masses Z_s of each candidate */
@@ -162,6 +164,7 @@ static int rows_range(
             int64_t n_empty = 0;
             float log_z = 0.0f;
             for (int s = 0; s < kk; s++) {
+                zb[s] *= norm[bi];
                 if (zb[s] <= empty_mass) { n_empty++; zb[s] = 0.0f; }
                 else { log_z += logf(zb[s]); zb[s] = 1.0f / zb[s]; }
             }
@@ -179,11 +182,11 @@ static int rows_range(
             }
         }
         for (int64_t bi = 0; bi < b; bi++) {
-            const float value = out_rows[bi * gr + r] - wlogw[bi];
+            const float value = out_rows[bi * gr + r] - norm[bi] * wlogw[bi];
             out_rows[bi * gr + r] = value > 0.0f ? value : 0.0f;
         }
     }
-    free(keep); free(bits); free(a); free(m); free(w); free(z); free(wlogw);
+    free(keep); free(bits); free(a); free(m); free(w); free(z); free(wlogw); free(norm);
     return 0;
 }
 
