@@ -1,6 +1,6 @@
 """Peak extra memory of the armed probe vs a plain forward, and vs the naive computation.
 
-    python benchmarks/probe_memory.py      # ~10 min on 2 cores
+    python benchmarks/probe_memory.py      # ~5 min on 2 cores
 
 The forward that selection runs: the first step of M = 10 candidates (the conditional
 branch, one batch) through a random-initialised CogVideoX at 4,220 tokens (4,212 video +
@@ -20,17 +20,26 @@ call's query tensor) plus, if enabled, the mask cache (``anse_lib.bansa.MASK_CAC
 by default, 256 MiB here), which pays off when the same masks serve several batches or
 prompts. "naive" is one layer's full attention tensor and its K masked samples, as a
 full-tensor implementation holds them: computed, not measured (it does not fit in this machine).
+
+The runs set ``MALLOC_MMAP_THRESHOLD_`` to 1 MiB (glibc): every allocation of a MiB or more
+is mapped on its own and returned when freed. With glibc's default, the threshold moves
+with what was freed before, freed blocks may stay resident, and the same run's peak moved
+by 18-39 MiB between processes (the figure to judge, 10 %, is ~37 MiB) and the median of
+7 runs by 5 points of "extra" between two runs of this script; with it, a run's 7
+processes agree to 1-2 MiB. Set ``MALLOC_MMAP_THRESHOLD_`` yourself to measure another
+allocator setting.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 
 import torch
 
 from anse_lib.costs import _peak_mib, _reset_peak
 
 M, K = 10, 10
-REPEATS = 7  # identical runs' peaks differ by tens of MiB (an occasional run lands 30-60 MiB higher)
+REPEATS = 3  # with the fixed mmap threshold identical runs agree to ~2 MiB (glibc's default: tens of MiB)
 HEADS, HEAD_DIM, LAYERS, FRAMES, SIZE = 2, 64, 2, 49, 288
 
 
@@ -74,6 +83,7 @@ def measure(variant, row_sample=None, mask_cache_bytes=0):
 
 
 def main():
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))  # read by each spawned process's glibc
     tokens = ((FRAMES - 1) // 4 + 1) * (SIZE // 16) ** 2 + 8
     print(f"CogVideoX, random weights: {tokens} tokens, {LAYERS} layers, {HEADS} heads x {HEAD_DIM}; "
           f"batch of M={M} candidates; K={K}")
