@@ -3,12 +3,18 @@
 Peak memory of CPU tensors is measured as the process's peak resident set during one call
 minus its resident set just before, in a freshly spawned process. On Linux the peak
 (VmHWM) is reset right before the call (``/proc/self/clear_refs``), so earlier
-transients such as torch's import do not hide it. Numbers are for this machine, in one
-run; compare them as ratios.
+transients such as torch's import do not hide it. The spawned process runs with glibc's
+``MALLOC_MMAP_THRESHOLD_`` fixed at 1 MiB (:func:`fixed_mmap_threshold`): every block of a
+MiB or more is mapped on its own and unmapped when freed, so the peak counts what the
+computation holds, not what the allocator kept from earlier frees (with glibc's moving
+default, one computation's peak varied by tens of MiB between processes). Times are for
+this machine, in one run; compare them as ratios.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -22,6 +28,20 @@ from .bansa import MASK_CACHE, bansa_bernoulli, bansa_chunked
 class Cost:
     seconds: float
     peak_extra_mib: float
+
+
+@contextlib.contextmanager
+def fixed_mmap_threshold(nbytes: int = 1 << 20):
+    """Processes spawned inside run with glibc's mmap threshold fixed at ``nbytes`` (unless
+    ``MALLOC_MMAP_THRESHOLD_`` is already set): their peak resident memory is then the same
+    from run to run. Other C libraries ignore the variable."""
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(nbytes))
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
 
 
 def _status_mib(field: str) -> float | None:
@@ -82,6 +102,5 @@ def _run(method: str, heads: int, tokens: int, head_dim: int, k: int, block_rows
 def measure(method: str, heads: int = 2, tokens: int = 512, head_dim: int = 32, k: int = 10,
             block_rows: int = 1024, threads: int = 1) -> Cost:
     """Time and peak extra memory of one BANSA computation of one attention call, measured in a spawned process."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
+    with fixed_mmap_threshold(), mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(_run, (method, heads, tokens, head_dim, k, block_rows, threads))

@@ -21,8 +21,8 @@ by default, 256 MiB here), which pays off when the same masks serve several batc
 prompts. "naive" is one layer's full attention tensor and its K masked samples, as a
 full-tensor implementation holds them: computed, not measured (it does not fit in this machine).
 
-The runs set ``MALLOC_MMAP_THRESHOLD_`` to 1 MiB (glibc): every allocation of a MiB or more
-is mapped on its own and returned when freed. With glibc's default, the threshold moves
+The runs set ``MALLOC_MMAP_THRESHOLD_`` to 1 MiB (glibc; :func:`anse_lib.costs.fixed_mmap_threshold`):
+every allocation of a MiB or more is mapped on its own and returned when freed. With glibc's default, the threshold moves
 with what was freed before, freed blocks may stay resident, and the same run's peak moved
 by 18-39 MiB between processes (the figure to judge, 10 %, is ~37 MiB) and the median of
 7 runs by 5 points of "extra" between two runs of this script; with it, a run's 7
@@ -32,11 +32,10 @@ allocator setting.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 
 import torch
 
-from anse_lib.costs import _peak_mib, _reset_peak
+from anse_lib.costs import _peak_mib, _reset_peak, fixed_mmap_threshold
 
 M, K = 10, 10
 REPEATS = 3  # with the fixed mmap threshold identical runs agree to ~2 MiB (glibc's default: tens of MiB)
@@ -76,14 +75,13 @@ def measure(variant, row_sample=None, mask_cache_bytes=0):
     """Median (footprint, activations) in MiB over REPEATS fresh processes, and their spread."""
     runs = []
     for _ in range(REPEATS):
-        with mp.get_context("spawn").Pool(1) as pool:
+        with fixed_mmap_threshold(), mp.get_context("spawn").Pool(1) as pool:
             runs.append(pool.apply(_run, (variant, row_sample, mask_cache_bytes)))
     foot, act = (sorted(r[i] for r in runs) for i in (0, 1))
     return foot[REPEATS // 2], act[REPEATS // 2], foot[-1] - foot[0]
 
 
 def main():
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))  # read by each spawned process's glibc
     tokens = ((FRAMES - 1) // 4 + 1) * (SIZE // 16) ** 2 + 8
     print(f"CogVideoX, random weights: {tokens} tokens, {LAYERS} layers, {HEADS} heads x {HEAD_DIM}; "
           f"batch of M={M} candidates; K={K}")
