@@ -499,13 +499,15 @@ def bansa_chunked(
     batch_per_block = min(b, block_rows)
     rows_per_block = min(nr, max(1, block_rows // batch_per_block))
     heads_per_block = max(1, min(h, block_rows // (batch_per_block * rows_per_block)))
-    out = torch.empty(b, h, nr)
+    out = torch.empty(b, h, nr, dtype=torch.float32)
     empty = torch.zeros(b, h, dtype=torch.int64)
     threshold = _keep_threshold(drop_prob)
     # one logits buffer for every block: a fresh block-sized tensor per block costs more
     # (page faults on new memory) than the matrix product that fills it
-    buffer = torch.empty(batch_per_block * heads_per_block * rows_per_block * nk, device=src.device) \
-        if query is not None else None
+    buffer = None
+    if query is not None:
+        buffer = torch.empty(batch_per_block * heads_per_block * rows_per_block * nk, dtype=torch.float32,
+                             device=src.device)
     masked_logit = kernel.MASKED_LOGIT if backend == "compiled" else float("-inf")
     for h0 in range(0, h, heads_per_block):
         heads = range(h0, min(h, h0 + heads_per_block))

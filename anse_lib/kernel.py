@@ -12,8 +12,8 @@ per-user cache (``$ANSE_KERNEL_CACHE``, default ``~/.cache/anse_lib``), written
 atomically and named by a hash of the source, the flags and the CPU. Without a compiler
 :func:`available` is False and :func:`anse_lib.bansa.bansa_chunked` keeps to PyTorch.
 Rows are split over torch's OpenMP threads (``torch.get_num_threads()``): the file is
-built with ``-fopenmp`` and so shares the one libgomp torch loaded, one thread team for
-the matrix products and the scorer. (Two teams would each spin-wait for work on the
+built with ``-fopenmp`` and so shares the libgomp torch loaded (torch's Linux wheels use
+GNU OpenMP), one thread team for the matrix products and the scorer. (Two teams would each spin-wait for work on the
 same cores: a second pool of Python threads made the scorer 1.8x slower between torch
 products.) Where ``-fopenmp`` does not build, rows are split over a pool of Python
 threads (ctypes releases the GIL).

@@ -359,3 +359,16 @@ def test_backend_choice_validated():
         B.bansa_chunked(q, key, backend="compiled", k=33)
     # the default falls back to PyTorch where the compiled scorer does not apply
     assert torch.equal(B.bansa_chunked(q, key, k=33, seed=1).rows, B.bansa_chunked(q, key, k=33, seed=1, backend="torch").rows)
+
+
+def test_chunked_independent_of_default_dtype(backend):
+    """The reused logits buffer and the returned rows are float32 whatever torch's default dtype is."""
+    q, key = qk()
+    ref = B.bansa_chunked(q, key, k=5, seed=1)
+    saved = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        got = B.bansa_chunked(q, key, k=5, seed=1)
+    finally:
+        torch.set_default_dtype(saved)
+    assert got.rows.dtype == torch.float32 and torch.allclose(got.rows, ref.rows, atol=1e-7)
