@@ -287,6 +287,12 @@ def test_non_finite_and_non_normalised_rejected():
     q[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="query has non-finite"):
         B.bansa_chunked(q, k)
+    q[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="query has non-finite"):
+        B.bansa_chunked(q, k)
+    # finite entries whose sum overflows float32 are accepted
+    assert torch.isinf(torch.full_like(q, 1e36).sum())
+    B.bansa_chunked(torch.full_like(q, 1e36), k)
     with pytest.raises(ValueError, match="exactly one of"):
         B.bansa_chunked(q, k, logits=q)
     with pytest.raises(ValueError, match="does not broadcast"):
