@@ -511,14 +511,16 @@ def bansa_chunked(
         buffer = torch.empty(batch_per_block * heads_per_block * rows_per_block * nk, dtype=torch.float32,
                              device=src.device)
     masked_logit = kernel.MASKED_LOGIT if backend == "compiled" else float("-inf")
+    # the C code makes each row's masks from its hash key: all (head, row) keys at once
+    row_keys = mask_row_keys(torch.arange(h), rows_idx, seed, salt) if backend == "compiled" else None
     for h0 in range(0, h, heads_per_block):
         heads = range(h0, min(h, h0 + heads_per_block))
         hs = slice(heads.start, heads.stop)
         key_t = key[:, hs].float().transpose(-1, -2) if query is not None else None  # (B, G, D, Nk) view if float32
         for r0 in range(0, nr, rows_per_block):
             rsel = rows_idx[r0 : r0 + rows_per_block]
-            if backend == "compiled":  # the C code makes each row's masks from its hash key
-                keys = mask_row_keys(torch.arange(hs.start, hs.stop), rsel, seed, salt).reshape(-1)
+            if backend == "compiled":
+                keys = row_keys[hs, r0 : r0 + rows_per_block].reshape(-1)
             else:
                 masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(device=src.device,
                                                                                      dtype=accumulate_dtype)
