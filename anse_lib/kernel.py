@@ -88,19 +88,22 @@ def _compile(cc: str, flags: tuple[str, ...]) -> Path:
     return out
 
 
+def _load(path: Path) -> ctypes.CDLL:
+    """A built library with its functions' C signatures declared."""
+    lib = ctypes.CDLL(str(path))
+    i64, p = ctypes.c_int64, ctypes.c_void_p
+    lib.bansa_rows.argtypes = [p, i64, i64, i64, p, i64, i64, i64, ctypes.c_int, ctypes.c_float, i64, i64, p, p]
+    lib.bansa_rows.restype = ctypes.c_int
+    lib.bansa_openmp.restype = ctypes.c_int
+    return lib
+
+
 def _build() -> ctypes.CDLL:
     cc = os.environ.get("CC", "gcc")
     try:
-        out = _compile(cc, (*FLAGS, OPENMP_FLAG))
+        return _load(_compile(cc, (*FLAGS, OPENMP_FLAG)))
     except subprocess.CalledProcessError:
-        out = _compile(cc, FLAGS)
-    lib = ctypes.CDLL(str(out))
-    fn = lib.bansa_rows
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [p, i64, i64, i64, p, i64, i64, i64, ctypes.c_int, ctypes.c_float, i64, i64, p, p]
-    fn.restype = ctypes.c_int
-    lib.bansa_openmp.restype = ctypes.c_int
-    return lib
+        return _load(_compile(cc, FLAGS))
 
 
 def available() -> bool:
@@ -139,11 +142,11 @@ def bansa_rows(x: torch.Tensor, row_keys: torch.Tensor, k: int, mask_bits: int, 
     args = (x.data_ptr(), b, gr, nk, row_keys.data_ptr(), k, mask_bits, threshold, int(is_probs), empty_mass)
     outs = (rows.data_ptr(), empty.data_ptr())
     parts = max(1, min(torch.get_num_threads(), gr))
-    bounds = [gr * i // parts for i in range(parts + 1)]
     if parts == 1 or _lib.bansa_openmp():  # one call: OpenMP splits the rows
         codes = [_lib.bansa_rows(*args, 0, gr, *outs)]
     else:
         global _pool, _pool_size
+        bounds = [gr * i // parts for i in range(parts + 1)]
         if _pool is None or _pool_size < parts:
             _pool, _pool_size = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bansa"), parts
         futures = [_pool.submit(_lib.bansa_rows, *args, lo, hi, *outs) for lo, hi in zip(bounds, bounds[1:])]

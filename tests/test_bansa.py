@@ -330,10 +330,8 @@ def test_compiled_scorer_same_rows_however_threaded(monkeypatch):
         one = B.bansa_chunked(q, key, **kw)
     finally:
         torch.set_num_threads(threads)
-    import ctypes
-    plain = ctypes.CDLL(str(kernel._compile("gcc", kernel.FLAGS)))
+    plain = kernel._load(kernel._compile("gcc", kernel.FLAGS))
     assert plain.bansa_openmp() == 0
-    plain.bansa_rows.argtypes, plain.bansa_rows.restype = kernel._lib.bansa_rows.argtypes, ctypes.c_int
     monkeypatch.setattr(kernel, "_lib", plain)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # force the pool split
     pooled = B.bansa_chunked(q, key, **kw)
