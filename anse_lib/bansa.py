@@ -511,6 +511,9 @@ def bansa_chunked(
         buffer = torch.empty(batch_per_block * heads_per_block * rows_per_block * nk, dtype=torch.float32,
                              device=src.device)
     masked_logit = kernel.MASKED_LOGIT if backend == "compiled" else float("-inf")
+    # the C code may not see -inf: logits of finite queries and keys, with a boolean mask
+    # filling masked_logit, hold none, so their blocks need no pass to replace it
+    logits_finite = query is not None and (attn_mask is None or attn_mask.dtype == torch.bool)
     # the C code makes each row's masks from its hash key: all (head, row) keys at once
     row_keys = mask_row_keys(torch.arange(h), rows_idx, seed, salt) if backend == "compiled" else None
     for h0 in range(0, h, heads_per_block):
@@ -529,7 +532,7 @@ def bansa_chunked(
                 x = _block_logits(bs, hs, rsel, query, key_t, logits, probs, scale, attn_mask, buffer, masked_logit)
                 if backend == "compiled":
                     rows, e = _compiled_rows_block(x, keys, k, threshold, is_probs=probs is not None,
-                                                   finite=query is not None and (attn_mask is None or attn_mask.dtype == torch.bool))
+                                                   finite=logits_finite)
                 else:
                     rows, e = _bansa_rows_block((x if probs is not None else torch.softmax(x, -1)).to(accumulate_dtype),
                                                 masks)
