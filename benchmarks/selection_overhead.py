@@ -58,10 +58,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from unittest import mock
 
 import torch
 from scipy.stats import spearmanr
 
+from anse_lib import bansa, kernel, probe
 from anse_lib import tiny_pipelines as T
 from anse_lib.select import select_noise
 from anse_lib.toyworld import load_toy_pipeline
@@ -92,52 +94,33 @@ def plain_seconds(pipe, prompt, kw, extrapolate: bool, repeats: int = 1) -> floa
     return one + (STEPS - 1) * (three - one) / 2
 
 
-@contextlib.contextmanager
+def _no_score(query, key, *args, row_sample=None, **kwargs):
+    """Stands in for the probe's bansa_chunked: zeros of the shape it would return."""
+    b, h, nq = query.shape[:3]
+    n = nq if row_sample is None else min(nq, row_sample)
+    return bansa.BansaRows(rows=torch.zeros(b, h, n), empty_rows=torch.zeros(b, h, dtype=torch.int64))
+
+
+def _no_arithmetic(x, keys, *args, **kwargs):
+    """Stands in for the compiled scorer of one block of logits: zeros of its output shape."""
+    nb, g, r, _ = x.shape
+    return torch.zeros(nb, g, r), torch.zeros(nb, g, dtype=torch.int64)
+
+
 def scorer_off():
     """Selection with every score computation replaced by zeros: what the forward passes,
     the probe's plumbing and the pipeline's set-up cost without BANSA itself."""
-    from anse_lib import probe
-    from anse_lib.bansa import BansaRows
-
-    def no_score(query, key, *args, row_sample=None, **kwargs):
-        b, h, nq = query.shape[:3]
-        n = nq if row_sample is None else min(nq, row_sample)
-        return BansaRows(rows=torch.zeros(b, h, n), empty_rows=torch.zeros(b, h, dtype=torch.int64))
-
-    real = probe.bansa_chunked
-    probe.bansa_chunked = no_score
-    try:
-        yield
-    finally:
-        probe.bansa_chunked = real
+    return mock.patch.object(probe, "bansa_chunked", _no_score)
 
 
-@contextlib.contextmanager
 def logits_only():
     """Selection that recomputes every block's logits but replaces BANSA's arithmetic by zeros."""
-    from anse_lib import bansa
-
-    def no_arithmetic(x, keys, *args, **kwargs):
-        nb, g, r, _ = x.shape
-        return torch.zeros(nb, g, r), torch.zeros(nb, g, dtype=torch.int64)
-
-    saved = bansa.BACKEND, bansa._compiled_rows_block
-    bansa.BACKEND, bansa._compiled_rows_block = "compiled", no_arithmetic
-    try:
-        yield
-    finally:
-        bansa.BACKEND, bansa._compiled_rows_block = saved
+    return mock.patch.multiple(bansa, BACKEND="compiled", _compiled_rows_block=_no_arithmetic)
 
 
-@contextlib.contextmanager
 def torch_backend():
     """Selection with the scorer's arithmetic in PyTorch instead of the compiled kernel."""
-    from anse_lib import bansa
-    saved, bansa.BACKEND = bansa.BACKEND, "torch"
-    try:
-        yield
-    finally:
-        bansa.BACKEND = saved
+    return mock.patch.object(bansa, "BACKEND", "torch")
 
 
 def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeats=1):
@@ -181,7 +164,6 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("toy", "cogvideox"), default=None)
     args = ap.parse_args(argv)
-    from anse_lib import kernel
     scorer = "compiled" if kernel.available() else f"PyTorch ({kernel.build_error()})"
     print(f"M={M} candidates, K={K}, row_sample={ROW_SAMPLE}, {torch.get_num_threads()} threads, scorer: {scorer}")
     if args.only in (None, "toy"):
