@@ -252,7 +252,7 @@ def _bansa_rows_block(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.T
 
     This equals ``H(qbar) - mean_k H(q_k)`` exactly (the ``a log a`` terms of the two
     entropies cancel), but needs one logarithm per entry instead of two, and its terms are
-    of the size of BANSA itself (``log w ~ log 1/(1 - drop_prob)``) rather than two
+    of the size of BANSA itself (``w`` is near 1, so ``log w`` is small) rather than two
     entropies of ~``log Nk`` nats whose difference loses float precision. The K-sums are
     batched matrix products over (G, R) on strided views (no copy of masks or
     probabilities). An empty sample (``Z_k = 0``) is the unmasked row: mask all ones,
@@ -285,7 +285,8 @@ def sample_query_rows(rows: torch.Tensor, n: int, seed: int, salt: int = 0) -> t
     n = check_row_sample(n)
     if n >= rows.numel():
         return rows
-    g = torch.Generator().manual_seed(int(_mix64(torch.tensor([_wrap64(seed * 0x51ED27 + salt + 0xA5E)])).item()) & (2**62 - 1))
+    key = _mix64(torch.tensor([_wrap64(seed * 0x51ED27 + salt + 0xA5E)]))
+    g = torch.Generator().manual_seed(int(key.item()) & (2**62 - 1))
     pick = torch.randperm(rows.numel(), generator=g)[:n].sort().values
     return rows[pick]
 
@@ -404,46 +405,71 @@ def bansa_chunked(
 ) -> BansaRows:
     """Bernoulli BANSA of one attention call, never holding more than one block of rows.
 
-    Give either ``query`` ``(B, H, Nq, D)`` and ``key`` ``(B, H, Nk, D)`` (probabilities are
-    ``softmax(q k^T * scale + attn_mask)``, ``scale`` defaulting to ``D ** -0.5`` as in
-    ``F.scaled_dot_product_attention``; a bool ``attn_mask`` marks allowed keys), or
-    ``logits`` ``(B, H, Nq, Nk)``, or ``probs`` ``(B, H, Nq, Nk)``.
-
     Rows are processed ``block_rows`` at a time (batch entries x heads x query rows), so
     peak memory is O(K x block_rows x Nk) for the masks plus a few (block_rows x Nk) float
-    buffers (the compiled backend: the block's logits and a few Nk-long arrays per thread),
-    whatever Nq. By default ``block_rows`` is chosen so that one block's
-    temporaries fit in ``block_bytes`` (see :func:`block_bytes_per_row`); ``block_bytes``
-    defaults to the size of the call's query tensor in float32 (at least 16 MiB), i.e. about
-    one activation of the layer being probed; with ``logits`` or ``probs`` to 256 MiB.
-    Boolean mask blocks can be cached across calls (:data:`MASK_CACHE`, off by default; its
-    bytes are not counted in ``block_bytes``; the compiled backend makes its masks per row
-    and does not use it).
-    Masks are indexed by (head, row, key) only, not by batch index: every batch entry
-    (candidate) gets the same masks, and the result equals :func:`bansa_bernoulli` with the
-    same ``seed`` and ``salt`` (to float rounding), whatever ``block_rows``.
+    buffers (the compiled backend: the block's logits and a few Nk-long arrays per
+    thread), whatever Nq. Masks are indexed by (head, row, key) only, not by batch index:
+    every batch entry (candidate) gets the same masks, and the result equals
+    :func:`bansa_bernoulli` with the same ``seed`` and ``salt`` (to float rounding),
+    whatever ``block_rows``. The computation runs on the inputs' device (masks are made
+    on the CPU, cached, and moved there block by block).
 
-    ``query_rows`` selects which query rows are scored (e.g. video tokens only).
-    ``row_sample``: score only this many of the selected rows, a fixed random subset
-    (:func:`sample_query_rows`, seeded by ``seed`` and ``salt``, the same for every batch
-    entry and head): an unbiased estimate of the all-rows mean at ``row_sample / Nq`` of
-    the cost. ``None`` (default) scores every selected row, as the paper does.
-    The computation runs on the inputs' device (masks are made on the CPU, cached, and
-    moved there block by block); the returned per-row scores are on the CPU.
-    ``accumulate_dtype``: the block's sums and logarithms are computed in this dtype.
-    float32 by default: the block computes BANSA directly, not as a difference of two
-    entropies of ~log Nk nats (see :func:`_bansa_rows_block`), so float32 keeps it to
-    ~3e-7 nats per row and ~1e-8 per layer score (measured on random 532-token maps,
-    against a float64 computation); float64 is about 1.8x slower on CPU.
-    ``backend``: ``"torch"`` computes each block with tensor operations
-    (:func:`_bansa_rows_block`); ``"compiled"`` with the same arithmetic and the same masks
-    in C (:mod:`anse_lib.kernel`: one pass per row, built with gcc at first use; float32 on
-    the CPU only; agrees with ``"torch"`` to float rounding); ``"auto"`` takes
-    ``"compiled"`` where it applies and builds, else ``"torch"``. ``None``: :data:`BACKEND`.
-    Returns :class:`BansaRows` with ``rows`` ``(B, H, Nq_scored)``.
+    Args:
+        query: ``(B, H, Nq, D)`` queries; with ``key``, the probabilities are
+            ``softmax(q k^T * scale + attn_mask)``. Give these, or ``logits``, or ``probs``.
+        key: ``(B, H, Nk, D)`` keys.
+        logits: ``(B, H, Nq, Nk)`` attention logits (instead of ``query`` and ``key``).
+        probs: ``(B, H, Nq, Nk)`` attention probabilities (rows summing to 1).
+        scale: logit scale; default ``D ** -0.5`` as in ``F.scaled_dot_product_attention``.
+        attn_mask: additive float mask, or bool mask marking allowed keys, broadcastable
+            to ``(B, H, Nq, Nk)``.
+        k: K, the number of Bernoulli masks (>= 2).
+        drop_prob: probability of dropping an entry, in (0, 1); the paper's p = 0.2.
+        seed: mask seed; the same seed gives the same masks (common random numbers).
+        salt: a second key of the masks (the probe passes the layer index).
+        query_rows: which query rows are scored (a slice or index tensor; e.g. video
+            tokens only). Default: all.
+        row_sample: score only this many of the selected rows, a fixed random subset
+            (:func:`sample_query_rows`, seeded by ``seed`` and ``salt``, the same for every
+            batch entry and head): an unbiased estimate of the all-rows mean at
+            ``row_sample / Nq`` of the cost. ``None`` (default) scores every row, as the
+            paper does.
+        block_rows: rows per block. Default: as many as fit in ``block_bytes`` (see
+            :func:`block_bytes_per_row`).
+        block_bytes: memory budget of one block's temporaries, bytes. Default: the size of
+            the call's query tensor in float32 (at least 16 MiB), about one activation of
+            the layer; 256 MiB with ``logits`` or ``probs``. Cached mask blocks
+            (:data:`MASK_CACHE`, off by default) are not counted.
+        accumulate_dtype: dtype of the block's sums and logarithms. float32 (default)
+            keeps a row to ~3e-7 nats and a layer score to ~1e-8 (measured on random
+            532-token maps against float64), because the block computes BANSA directly,
+            not as a difference of two entropies of ~log Nk nats (see
+            :func:`_bansa_rows_block`); float64 is about 1.8x slower on CPU.
+        backend: ``"torch"`` (tensor operations), ``"compiled"`` (the same arithmetic and
+            masks in C, :mod:`anse_lib.kernel`; float32 on the CPU, K <= 32), ``"auto"``
+            (compiled where it applies and builds, else torch) or ``None``
+            (:data:`BACKEND`, ``"auto"`` by default).
+
+    Returns:
+        :class:`BansaRows` with per-row scores ``rows`` ``(B, H, Nq_scored)`` in nats (on
+        the CPU), their mean ``score`` ``(B, H)``, and ``empty_rows`` ``(B, H)``.
+
+    Examples:
+        >>> import torch
+        >>> from anse_lib.bansa import bansa_chunked, bansa_bernoulli
+        >>> g = torch.Generator().manual_seed(0)
+        >>> q, kk = torch.randn(2, 4, 64, 32, generator=g), torch.randn(2, 4, 64, 32, generator=g)
+        >>> out = bansa_chunked(q, kk, k=10, drop_prob=0.2, seed=0)
+        >>> out.rows.shape, out.score.shape
+        (torch.Size([2, 4, 64]), torch.Size([2, 4]))
+        >>> probs = torch.softmax(q @ kk.transpose(-1, -2) * 32 ** -0.5, -1)
+        >>> naive = bansa_bernoulli(probs, k=10, drop_prob=0.2, seed=0)  # all K samples, float64
+        >>> bool((out.rows - naive.rows).abs().max() < 1e-5)
+        True
     """
     check_k(k)
-    if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes < 1):
+    if block_bytes is not None and (isinstance(block_bytes, bool) or not isinstance(block_bytes, int)
+                                    or block_bytes < 1):
         raise ValueError(f"block_bytes must be an int >= 1 (or None for the default), got {block_bytes!r}")
     check_drop_prob(drop_prob)
     if block_rows is not None and block_rows < 1:

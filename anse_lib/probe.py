@@ -54,8 +54,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "WanTransformer3DModel": ModelFamily({"self": r"blocks\.\d+\.attn1$", "cross": r"blocks\.\d+\.attn2$"}, "self"),
     "LTXVideoTransformer3DModel": ModelFamily(
         {"self": r"transformer_blocks\.\d+\.attn1$", "cross": r"transformer_blocks\.\d+\.attn2$"}, "self"),
-    "UNetMotionModel": ModelFamily({"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
-    "UNet3DConditionModel": ModelFamily({"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
+    "UNetMotionModel": ModelFamily(
+        {"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
+    "UNet3DConditionModel": ModelFamily(
+        {"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
 }
 ROW_CHOICES = ("all", "video", "text")
 
@@ -145,28 +147,49 @@ def _wrapper_class(original_cls: type) -> type:
 class AttentionProbe:
     """Install on chosen attention layers of a model; score BANSA while armed.
 
-    Use as a context manager: the original processors are restored on exit, also when an
-    exception (including :class:`StopForward`) is raised inside.
+    Each probed layer's processor is wrapped: the layer's output stays bit-identical, and
+    its attention probabilities are scored with :func:`~anse_lib.bansa.bansa_chunked` from
+    the same queries and keys. Use as a context manager: the original processors are
+    restored on exit, also when an exception (including :class:`StopForward`) is raised.
 
-    model: a supported transformer / UNet (see :data:`FAMILIES`).
-    layers: indices into :func:`attention_layers` (None: all).
-    attention: which attention kind to probe (None: the family's default).
-    rows: for joint text+video attention, which query rows are scored ("all", "video",
-        "text").
-    k, drop_prob, mask_seed: the Bernoulli-mask BANSA settings (the masks of layer i use
-        salt i: the same masks for every candidate and every call).
-    row_sample: score a fixed random subset of this many query rows per layer (None: all,
-        as in the paper; see :func:`~anse_lib.bansa.bansa_chunked`).
-    block_rows, block_bytes: chunking of the scorer (see :func:`~anse_lib.bansa.bansa_chunked`;
-        ``block_bytes=None`` budgets about one query tensor of the probed call).
-    batch_slice: score only these entries of each call's batch (e.g. the conditional half
-        of a batched CFG call; None: all). May be changed between calls.
-    keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
-    accumulate_dtype: the scorer's arithmetic (float32 by default, as in
-        :func:`~anse_lib.bansa.bansa_chunked`: ~1e-8 nats on a layer's score, far below the
-        differences between candidates; float64 for checks).
-    stop_at: ``(call, layer)`` after which the forward is ended with :class:`StopForward`.
+    Args:
+        model: a supported transformer or UNet (see :data:`FAMILIES`).
+        layers: indices into :func:`attention_layers` (``None``: all).
+        attention: which attention kind to probe (``None``: the family's default).
+        rows: for joint text+video attention, which query rows are scored (``"all"``,
+            ``"video"``, ``"text"``).
+        k: K, Bernoulli masks per row (>= 2).
+        drop_prob: probability of dropping an entry, in (0, 1).
+        mask_seed: seed of the masks; layer i uses salt i, so every candidate and every
+            call gets the same masks.
+        row_sample: score a fixed random subset of this many query rows per layer
+            (``None``: all, as in the paper; see :func:`~anse_lib.bansa.bansa_chunked`).
+        block_rows: rows per block of the scorer (default: from ``block_bytes``).
+        block_bytes: the scorer's memory budget per block (``None``: about one query
+            tensor of the probed call).
+        batch_slice: score only these entries of each call's batch (e.g. the conditional
+            half of a batched CFG call; ``None``: all). May be changed between calls.
+        keep_rows: also keep per-row scores (for pictures of where uncertainty sits).
+        stop_at: ``(call, layer)`` after which the forward is ended with :class:`StopForward`.
+        accumulate_dtype: the scorer's arithmetic (float32 by default: ~1e-8 nats on a
+            layer's score, far below the differences between candidates; float64 for checks).
+
+    Examples:
+        >>> import torch
+        >>> from anse_lib.probe import AttentionProbe
+        >>> from anse_lib.toyworld import load_toy_pipeline
+        >>> pipe = load_toy_pipeline()
+        >>> plain = pipe("a big red circle moving left", num_inference_steps=2,
+        ...              generator=torch.Generator().manual_seed(0)).frames
+        >>> with AttentionProbe(pipe.transformer, layers=[0, 1]) as probe:
+        ...     probed = pipe("a big red circle moving left", num_inference_steps=2,
+        ...                   generator=torch.Generator().manual_seed(0)).frames
+        >>> bool((plain == probed).all())  # outputs are unchanged
+        True
+        >>> sorted(probe.scores(call=0))  # layer -> per-batch-entry scores (B, H)
+        [0, 1]
     """
+
 
     def __init__(self, model: torch.nn.Module, layers=None, attention: str | None = None, rows: str = "all",
                  k: int = 10, drop_prob: float = 0.2, mask_seed: int = 0, row_sample: int | None = None,

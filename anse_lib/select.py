@@ -116,17 +116,51 @@ def select_noise(
     progress: bool = False,
     **pipe_kwargs,
 ) -> SelectionResult:
-    """Score ``num_candidates`` initial noises by BANSA at the first denoising step; lowest wins.
+    """Score candidate initial noises by BANSA at the first denoising step; the lowest wins.
 
-    num_candidates: M (default 10, or ``len(seeds)``). seeds: candidate seeds (default:
-    M seeds drawn from ``generator``). layers: None (all), an int
-    d (layers 1..d, the paper's depth), or a list of indices. branch: which CFG branch is
-    scored (only that branch's batch entries are scored). batch_size: candidates per forward
-    pass (default all). attention, rows, k, drop_prob, mask_seed, keep_rows, row_sample,
-    block_rows: the probe's settings (see :class:`~anse_lib.probe.AttentionProbe`); the same
-    ``mask_seed`` gives every candidate the same masks (and, with ``row_sample``, the same
-    query rows). progress: show a progress bar over the batches. Other keyword
-    arguments (``prompt_embeds``, ``height``, ``num_frames``, ...) go to the pipeline.
+    Args:
+        pipe: a diffusers video pipeline whose ``transformer`` or ``unet`` the probe
+            supports (the toy pipeline, CogVideoX, Wan, LTX-Video, AnimateDiff, UNet3D).
+        prompt: the prompt, as the pipeline takes it (``None`` with ``prompt_embeds``).
+        num_candidates: M, how many noises to score (default 10, or ``len(seeds)``).
+        seeds: the candidate seeds (default: M seeds drawn from ``generator``). Candidate
+            i's noise is exactly what the pipeline draws for ``torch.Generator().manual_seed(seeds[i])``.
+        k: K, Bernoulli masks per attention row (>= 2; the paper's 10).
+        drop_prob: probability of dropping an attention entry, in (0, 1) (the paper's 0.2).
+        layers: ``None`` (all layers), an int d (layers 1..d, the paper's depth), or a list
+            of layer indices.
+        branch: which CFG branch is scored, ``"cond"`` (default) or ``"uncond"``.
+        batch_size: candidates per forward pass (default: all at once).
+        generator: draws the candidate seeds when ``seeds`` is not given.
+        num_inference_steps: the pipeline's steps (sets the first timestep).
+        guidance_scale: the pipeline's guidance; ``"cond"`` is scored without the
+            unconditional half (its first-step input does not depend on guidance).
+        attention: which attention kind to probe (``None``: the family's default; see
+            :class:`~anse_lib.probe.AttentionProbe`).
+        rows: ``"all"``, ``"video"`` or ``"text"`` query rows of joint attention.
+        mask_seed: seed of the masks, shared by every candidate (common random numbers).
+        keep_rows: keep per-row scores in the probe's records.
+        row_sample: score a fixed random subset of this many query rows per layer, the same
+            for every candidate (``None``: all rows, as in the paper).
+        block_rows: rows per block of the chunked scorer (default: from its memory budget).
+        progress: show a progress bar over the batches.
+        **pipe_kwargs: other pipeline arguments (``prompt_embeds``, ``height``,
+            ``num_frames``, ...).
+
+    Returns:
+        :class:`SelectionResult`: the winner's seed and latents, and one row per candidate
+        (``seed``, ``bansa`` in nats, ``rank``, ``winner``, ``layer_XX``).
+
+    Examples:
+        >>> import torch
+        >>> from anse_lib.select import select_noise
+        >>> from anse_lib.toyworld import load_toy_pipeline
+        >>> pipe = load_toy_pipeline()
+        >>> sel = select_noise(pipe, "a big red circle moving left", num_candidates=4,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> len(sel.scores), bool(sel.winner_seed == sel.scores.seed[sel.scores.bansa.idxmin()])
+        (4, True)
+        >>> video = pipe("a big red circle moving left", latents=sel.latents).frames[0]  # (F, H, W, 3)
     """
     t0 = time.perf_counter()
     check_k(k)
@@ -187,8 +221,9 @@ def select_noise(
     table.index.name = "candidate"
     candidate_latents = torch.cat(latents)
     settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, attention=attention, rows=rows,
-                    mask_seed=mask_seed, row_sample=row_sample, batch_size=batch_size, guidance=cfg, **{
-                        key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale") if key in call_kwargs})
+                    mask_seed=mask_seed, row_sample=row_sample, batch_size=batch_size, guidance=cfg,
+                    **{key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale")
+                       if key in call_kwargs})
     return SelectionResult(prompt=prompt, winner_seed=seeds[winner], winner_index=winner,
                            latents=candidate_latents[winner : winner + 1].clone(), scores=table, layers=layer_ids,
                            settings=settings, seconds=time.perf_counter() - t0, candidate_latents=candidate_latents)
@@ -279,11 +314,31 @@ _OUTPUT_ONLY = ("output_type", "return_dict", "callback_on_step_end", "callback_
 def generate_with_anse(pipe, prompt: str | None = None, selection: dict | None = None, **generation_kwargs):
     """Select the noise, then generate from it with the pipeline's normal call.
 
-    Selection is ``select_noise(pipe, prompt, **selection)`` and also receives every
-    generation argument that shapes the first denoising step (embeddings and their masks,
-    sizes, steps, guidance). Generation is ``pipe(prompt, latents=winner latents,
-    **generation_kwargs)``. Returns ``(pipeline output, SelectionResult)``.
+    Args:
+        pipe: a supported diffusers video pipeline (see :func:`select_noise`).
+        prompt: the prompt.
+        selection: keyword arguments of :func:`select_noise` (``num_candidates``, ``k``,
+            ``drop_prob``, ``layers``, ``generator``, ...). Selection also receives every
+            generation argument that shapes the first denoising step (embeddings and their
+            masks, sizes, steps, guidance).
+        **generation_kwargs: the pipeline's own arguments for the generation; not
+            ``latents=`` or ``generator=`` (the selected noise is the latents).
+
+    Returns:
+        ``(pipeline output, SelectionResult)``; the output is exactly
+        ``pipe(prompt, latents=result.latents, **generation_kwargs)``.
+
+    Examples:
+        >>> import torch
+        >>> from anse_lib.select import generate_with_anse
+        >>> from anse_lib.toyworld import load_toy_pipeline
+        >>> pipe = load_toy_pipeline()
+        >>> out, sel = generate_with_anse(pipe, "a small blue square moving up",
+        ...                               selection=dict(num_candidates=3, generator=torch.Generator().manual_seed(0)))
+        >>> out.frames[0].shape  # (frames, height, width, RGB)
+        (8, 16, 16, 3)
     """
+
     for key in ("latents", "generator"):
         if key in generation_kwargs:
             raise ValueError(f"{key}= cannot be given to generate_with_anse: the selected noise is the latents")
@@ -311,7 +366,29 @@ class DepthCalibration:
 
 
 def calibrate_depth(pipe, prompts: list, seeds: list[int], tau: float = 0.7, **select_kwargs) -> DepthCalibration:
-    """Calibrate d* on ``prompts`` x ``seeds`` (all layers scored once per prompt)."""
+    """The paper's depth rule: the smallest d whose layers 1..d score like all layers.
+
+    Every layer is scored once per prompt and seed; for each depth d the mean score of
+    layers 1..d is correlated (Pearson) with the all-layer score.
+
+    Args:
+        pipe: a supported diffusers video pipeline.
+        prompts: held-out prompts (strings, or anything the pipeline takes).
+        seeds: candidate seeds scored for every prompt (at least 3).
+        tau: the correlation d* must reach, in (0, 1] (the paper's 0.7).
+        **select_kwargs: settings of :func:`select_noise` (``k``, ``drop_prob``, ...).
+
+    Returns:
+        :class:`DepthCalibration` with ``d_star`` (``None`` if no depth reaches ``tau``)
+        and the curve of r against d, pooled and within prompt.
+
+    Examples:
+        >>> from anse_lib.select import calibrate_depth
+        >>> from anse_lib.toyworld import load_toy_pipeline
+        >>> cal = calibrate_depth(load_toy_pipeline(), ["a big red circle moving left"], seeds=[0, 1, 2, 3])
+        >>> list(cal.curve.depth), round(float(cal.curve.r_pooled.iloc[-1]), 6)  # all layers: r = 1
+        ([1, 2, 3, 4], 1.0)
+    """
     if not 0 < tau <= 1:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
     if len(seeds) < 3:
