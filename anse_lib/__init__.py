@@ -1,9 +1,11 @@
 """anse_lib: the helper library of the ANSE/BANSA workbook.
 
-Modules, one idea each: ``bansa`` (the score), ``probe`` (BANSA inside diffusers attention
-processors), ``select`` (ANSE: choose the noise, generate), ``toyworld`` (a world whose
-truth we know), ``metrics`` (ToyBench), ``provenance`` (atomic writes, manifests),
-``viz`` (pictures).
+The method, small and on its own: ``bansa`` (the score), ``kernel`` (its per-row
+arithmetic compiled), ``probe`` (BANSA inside diffusers attention processors), ``select``
+(ANSE: choose the noise, generate). Around it: ``toyworld`` (a world whose truth we know,
+with ToyBench in ``toyworld.toybench``), ``studies`` (helpers that measure the method for
+one notebook each), ``sweeps`` and ``provenance`` (cached tables, atomic writes,
+manifests), ``viz`` (pictures), ``tiny_pipelines`` (tiny random diffusers pipelines).
 """
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised diffusers video pipelines, for tests, benchmarks and notebook 09.
+"""Tiny, randomly initialised diffusers video pipelines, for tests and benchmarks.
 
 Nothing can be downloaded here, so these are real diffusers classes (``CogVideoXPipeline``,
 ``WanPipeline``, ``LTXPipeline``, ``AnimateDiffPipeline``) built from small configs with no

@@ -1,6 +1,8 @@
 """Pictures for the workbook: attention rows, videos as film strips and inline GIFs.
 
-Every figure a notebook shows is also written to ``figures/`` with :func:`save_figure`.
+Every figure a notebook shows is also written to ``figures/`` with :func:`save_figure`
+(GIFs with :func:`save_gif`). ``ANSE_FIGURES_DIR`` in the environment names another folder:
+``make test`` sets it, so that running the notebooks under nbval leaves ``figures/`` as committed.
 """
 from __future__ import annotations
 
@@ -11,15 +13,15 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-FIGURES_DIR = Path(__file__).resolve().parents[1] / "figures"
+FIGURES_DIR = Path(os.environ.get("ANSE_FIGURES_DIR") or Path(__file__).resolve().parents[1] / "figures")
 
 
-def save_figure(fig: matplotlib.figure.Figure, name: str, folder: str | os.PathLike = FIGURES_DIR, dpi: int = 110) -> Path:
+def save_figure(fig: matplotlib.figure.Figure, name: str, folder: str | os.PathLike = FIGURES_DIR,
+                dpi: int = 110) -> Path:
     """Write ``fig`` to ``folder/name.png`` atomically (no timestamp metadata) and return the path."""
     if not name or "/" in name or name.endswith(".png"):
         raise ValueError(f"figure name must be a bare name without '/' or '.png', got {name!r}")
@@ -101,8 +103,19 @@ def videos_html(videos, captions: list[str] | None = None, scale: int = 6, fps: 
     return HTML("<div>" + "<br>".join(rows) + "</div>")
 
 
+def log_ticks(ax, values, axis: str = "x"):
+    """Put ticks of a log axis at ``values``, written as plain numbers (2, 5, 10, not 10^0)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(list(values)))
+    target.set_major_formatter(ScalarFormatter())
+    target.set_minor_locator(NullLocator())
+    return ax
+
+
 def film_strips(videos, labels: list[str] | None = None, title: str | None = None, frame_step: int = 1):
-    """A static figure: one row per video, its frames left to right."""
+    """A static figure: one row per video, its frames left to right, ``labels`` beside each row."""
     frames = [to_uint8_frames(v)[::frame_step] for v in videos]
     n, f = len(frames), frames[0].shape[0]
     fig, axes = plt.subplots(n, f, figsize=(f * 0.9, n * 0.95 + (0.3 if title else 0)), squeeze=False)
@@ -113,7 +126,7 @@ def film_strips(videos, labels: list[str] | None = None, title: str | None = Non
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"t={c * frame_step}", fontsize=8)
+                ax.set_title(f"frame {c * frame_step}", fontsize=8)
         if labels:
             axes[r, 0].set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=8)
     if title:

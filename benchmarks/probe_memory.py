@@ -21,8 +21,9 @@ by default, 256 MiB here), which pays off when the same masks serve several batc
 prompts. "naive" is one layer's full attention tensor and its K masked samples, as a
 full-tensor implementation holds them: computed, not measured (it does not fit in this machine).
 
-The runs set ``MALLOC_MMAP_THRESHOLD_`` to 1 MiB (glibc; :func:`anse_lib.costs.fixed_mmap_threshold`):
-every allocation of a MiB or more is mapped on its own and returned when freed. With glibc's default, the threshold moves
+The runs set ``MALLOC_MMAP_THRESHOLD_`` to 1 MiB (glibc; :func:`anse_lib.studies.costs.fixed_mmap_threshold`):
+every allocation of a MiB or more is mapped on its own and returned when freed. With glibc's default,
+the threshold moves
 with what was freed before, freed blocks may stay resident, and the same run's peak moved
 by 18-39 MiB between processes (the figure to judge, 10 %, is ~37 MiB) and the median of
 7 runs by 5 points of "extra" between two runs of this script; with it, a run's 7
@@ -35,7 +36,7 @@ import multiprocessing as mp
 
 import torch
 
-from anse_lib.costs import _peak_mib, _reset_peak, fixed_mmap_threshold
+from anse_lib.studies.costs import _peak_mib, _reset_peak, fixed_mmap_threshold
 
 M, K = 10, 10
 REPEATS = 3  # with the fixed mmap threshold identical runs agree to ~2 MiB (glibc's default: tens of MiB)

@@ -20,12 +20,12 @@ import time
 import numpy as np
 import torch
 
-from anse_lib import metrics, sweeps
-from anse_lib.analysis import paired_difference
+from anse_lib import sweeps
 from anse_lib.select import select_noise
-from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
-from anse_lib.toyworld.world import distinct_prompt_texts
+from anse_lib.studies.analysis import paired_difference
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
+from anse_lib.toyworld.world import distinct_prompt_texts
 
 SUCCESS = 0.999  # a video "succeeds" when every semantic check is right
 
@@ -51,7 +51,7 @@ def quality_chunk(pipe, seeds, steps, guidance, guidance_rescale, k, drop_prob):
         for i, s in enumerate(seeds):
             scores = sel.scores.iloc[i]
             rows.append({"prompt_index": prompt_index, "prompt": prompt, "seed": s,
-                         **metrics.toybench(video[i], prompt).as_dict(),
+                         **toybench.toybench(video[i], prompt).as_dict(),
                          "bansa": scores.bansa, **{c: scores[c] for c in sel.scores.columns if c.startswith("layer_")}})
         return rows
     return work
@@ -62,7 +62,7 @@ def guidance_chunk(pipe, seeds, steps):
         guidance, rescale, prompt = chunk
         video = generate(pipe, prompt, seeds, steps, guidance, rescale)
         return [{"guidance": guidance, "guidance_rescale": rescale, "prompt": prompt, "seed": s,
-                 **metrics.toybench(video[i], prompt).as_dict()} for i, s in enumerate(seeds)]
+                 **toybench.toybench(video[i], prompt).as_dict()} for i, s in enumerate(seeds)]
     return work
 
 
@@ -93,7 +93,8 @@ def main(argv=None):
     gvals = [float(g) for g in args.guidance_values.split(",")]
     rvals = [float(r) for r in args.guidance_rescale_values.split(",")]
     gprompts = prompts[: args.guidance_prompts]
-    gtable = sweeps.run(f"{args.name}_guidance", [(g, r, p) for g, r in guidance_settings(gvals, rvals) for p in gprompts],
+    gsettings = [(g, r, p) for g, r in guidance_settings(gvals, rvals) for p in gprompts]
+    gtable = sweeps.run(f"{args.name}_guidance", gsettings,
                         guidance_chunk(pipe, seeds[:4], DEFAULT_STEPS),
                         {**shared, "guidance_values": gvals, "guidance_rescale_values": rvals,
                          "prompts": len(gprompts), "seeds": seeds[:4]},
@@ -117,7 +118,7 @@ def main(argv=None):
         "videos": len(table), "held-out prompt draws": table.prompt_index.nunique(),
         "distinct prompt texts": table.prompt.nunique(), "seeds per prompt": args.seeds,
         "mean semantic": table.semantic.mean(), "mean quality": table.quality.mean(),
-        **{f"mean {c}": table[c].mean() for c in metrics.SEMANTIC_CHECKS},
+        **{f"mean {c}": table[c].mean() for c in toybench.SEMANTIC_CHECKS},
         "share of videos with every attribute right": (table.semantic >= SUCCESS).mean(),
         "mean per-prompt sd of semantic across seeds": per_prompt.semantic_sd.mean(),
         "mean per-prompt sd of quality across seeds": per_prompt.quality_sd.mean(),

@@ -24,9 +24,13 @@ import numpy as np
 import pandas as pd
 
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
+from anse_lib.toyworld.sensitivity import (
+    ATTRIBUTES,
+    frame_variation_at_pure_noise,
+    ideal_sensitivity_at_pure_noise,
+    prompt_sensitivity,
+)
 from anse_lib.toyworld.world import distinct_prompt_texts
-from anse_lib.toyworld.sensitivity import (ATTRIBUTES, frame_variation_at_pure_noise, ideal_sensitivity_at_pure_noise,
-                                           prompt_sensitivity)
 
 
 def one_object_prompts(split: WorldSplit, n: int, seed: int = 7) -> list[str]:

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anse_lib.analysis import bootstrap_mean, outcome_summary, paired_difference, selection_outcomes
+from anse_lib.studies.analysis import bootstrap_mean, outcome_summary, paired_difference, selection_outcomes
 
 
 def table():

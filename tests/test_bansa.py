@@ -154,7 +154,8 @@ def test_chunked_equals_naive(block_rows):
     assert chunked.rows.shape == naive.rows.shape == (2, 3, 20)
     assert torch.allclose(chunked.rows, naive.rows, atol=1e-6, rtol=0)
     assert torch.equal(chunked.empty_rows, naive.empty_rows)
-    from_logits = B.bansa_chunked(logits=q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, k=10, seed=42, block_rows=block_rows)
+    logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    from_logits = B.bansa_chunked(logits=logits, k=10, seed=42, block_rows=block_rows)
     from_probs = B.bansa_chunked(probs=probs, k=10, seed=42, block_rows=block_rows)
     assert torch.allclose(from_logits.rows, naive.rows, atol=1e-6, rtol=0)
     assert torch.allclose(from_probs.rows, naive.rows, atol=1e-6, rtol=0)
@@ -198,7 +199,8 @@ def test_row_sample_scores_a_fixed_subset_of_the_full_rows():
     picked = B.sample_query_rows(torch.arange(40), 7, seed=9, salt=2)
     assert sub.rows.shape == (3, 3, 7) and picked.tolist() == sorted(set(picked.tolist()))
     assert torch.allclose(sub.rows, full.rows[..., picked], atol=1e-6, rtol=0)
-    assert torch.allclose(B.bansa_chunked(q[1:2], k[1:2], k=6, seed=9, salt=2, row_sample=7).rows, sub.rows[1:2], atol=1e-7)
+    one = B.bansa_chunked(q[1:2], k[1:2], k=6, seed=9, salt=2, row_sample=7)
+    assert torch.allclose(one.rows, sub.rows[1:2], atol=1e-7)
     assert not torch.equal(B.sample_query_rows(torch.arange(40), 7, seed=9, salt=3), picked)  # per layer
     # within selected query rows, and all of them when asking for more than there are
     video = B.bansa_chunked(q, k, k=6, seed=9, salt=2, query_rows=slice(10, 40), row_sample=5)
@@ -362,7 +364,8 @@ def test_backend_choice_validated():
     with pytest.raises(ValueError, match="k <= 32.*k=33"):
         B.bansa_chunked(q, key, backend="compiled", k=33)
     # the default falls back to PyTorch where the compiled scorer does not apply
-    assert torch.equal(B.bansa_chunked(q, key, k=33, seed=1).rows, B.bansa_chunked(q, key, k=33, seed=1, backend="torch").rows)
+    auto = B.bansa_chunked(q, key, k=33, seed=1)
+    assert torch.equal(auto.rows, B.bansa_chunked(q, key, k=33, seed=1, backend="torch").rows)
 
 
 def test_chunked_independent_of_default_dtype(backend):

@@ -1,7 +1,7 @@
 """Measuring the cost of BANSA (anse_lib.costs)."""
 import os
 
-from anse_lib.costs import fixed_mmap_threshold
+from anse_lib.studies.costs import fixed_mmap_threshold
 
 
 def test_fixed_mmap_threshold_is_scoped(monkeypatch):

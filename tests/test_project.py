@@ -1,9 +1,9 @@
 """Project hygiene: the conda environment and pyproject agree; notebooks carry no errors."""
 import json
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,8 @@ def test_environment_yml_lists_same_dependencies_as_pyproject():
     # the pins that matter are the same
     pins = lambda deps: {_name(d): d.replace(" ", "") for d in deps if "==" in d}
     for name, pin in pins(py_deps).items():
-        assert pins(conda_deps).get(name) == pin, f"{name}: pyproject pins {pin}, environment.yml {pins(conda_deps).get(name)}"
+        conda_pin = pins(conda_deps).get(name)
+        assert conda_pin == pin, f"{name}: pyproject pins {pin}, environment.yml {conda_pin}"
     assert "torch==2.13.0" in conda_deps
 
 

@@ -3,8 +3,12 @@ import pytest
 import torch
 
 from anse_lib.toyworld import ToyVideoPipeline, build_components
-from anse_lib.toyworld.sensitivity import (attribute_variants, ideal_sensitivity_at_pure_noise, predicted_x0,
-                                           prompt_sensitivity)
+from anse_lib.toyworld.sensitivity import (
+    attribute_variants,
+    ideal_sensitivity_at_pure_noise,
+    predicted_x0,
+    prompt_sensitivity,
+)
 
 
 def test_attribute_variants_swap_one_word_each():

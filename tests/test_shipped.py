@@ -1,6 +1,5 @@
 """The shipped toy model, the cached sweep made with it (a sample recomputed), the demo and the CLI."""
 import ast
-import json
 import subprocess
 import sys
 

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from anse_lib import metrics
-from anse_lib.toyworld import parse_prompt, render, sample_prompts
+from anse_lib.toyworld import parse_prompt, render, sample_prompts, toybench
 from anse_lib.toyworld.corrupt import CORRUPTIONS
 
 
@@ -17,15 +16,15 @@ def ground_truth():
 @pytest.fixture(scope="module")
 def ground_truth_scores(ground_truth):
     specs, video = ground_truth
-    return metrics.toybench_table(video, specs)
+    return toybench.toybench_table(video, specs)
 
 
 def test_ground_truth_scores_near_best(ground_truth_scores):
     df = ground_truth_scores
-    for check in metrics.SEMANTIC_CHECKS:
+    for check in toybench.SEMANTIC_CHECKS:
         assert df[check].mean() >= 0.97, check
     assert df["semantic"].mean() >= 0.98
-    for q in metrics.QUALITY_METRICS:
+    for q in toybench.QUALITY_METRICS:
         assert df[q].mean() >= 0.9, q
     assert df["quality"].mean() >= 0.95
 
@@ -36,17 +35,18 @@ def test_corruption_lowers_its_metric(name, ground_truth, ground_truth_scores):
     specs, video = ground_truth
     # reversed motion only changes objects that move
     keep = [i for i, s in enumerate(specs) if name != "reversed motion" or any(o.motion != "still" for o in s.objects)]
-    corrupted = [fn(metrics.as_frames(video[i]), specs[i]) for i in keep]
-    after = metrics.toybench_table(corrupted, [specs[i] for i in keep])
+    corrupted = [fn(toybench.as_frames(video[i]), specs[i]) for i in keep]
+    after = toybench.toybench_table(corrupted, [specs[i] for i in keep])
     before = ground_truth_scores.iloc[keep].reset_index(drop=True)
-    assert after[metric].mean() < before[metric].mean() - 0.3, (name, metric, before[metric].mean(), after[metric].mean())
-    combined = "semantic" if metric in metrics.SEMANTIC_CHECKS else "quality"
+    assert after[metric].mean() < before[metric].mean() - 0.3, (name, metric, before[metric].mean(),
+                                                                 after[metric].mean())
+    combined = "semantic" if metric in toybench.SEMANTIC_CHECKS else "quality"
     assert after[combined].mean() < before[combined].mean(), combined
 
 
 def test_blank_video_fails_semantics():
     spec = parse_prompt("a big red circle moving left")
-    s = metrics.toybench(np.zeros((8, 32, 32, 3)), spec)
+    s = toybench.toybench(np.zeros((8, 32, 32, 3)), spec)
     assert s.colour == s.shape == s.motion == s.size == s.count == 0.0
     assert s.semantic == 0.0
 
@@ -54,15 +54,15 @@ def test_blank_video_fails_semantics():
 def test_size_is_nan_when_prompt_names_no_size():
     spec = parse_prompt("a red circle moving left")
     video = render([spec], np.random.default_rng(0)).video[0]
-    s = metrics.toybench(video, spec)
+    s = toybench.toybench(video, spec)
     assert np.isnan(s.size) and s.semantic == 1.0
 
 
 def test_accepts_both_layouts():
     spec = parse_prompt("a small green triangle moving up on a gray background")
     video = render([spec], np.random.default_rng(0)).video[0]  # (F, 3, H, W) in [-1, 1]
-    a = metrics.toybench(video, spec)
-    b = metrics.toybench(metrics.as_frames(video), spec)
+    a = toybench.toybench(video, spec)
+    b = toybench.toybench(toybench.as_frames(video), spec)
     assert a == b
     with pytest.raises(ValueError, match="4-d"):
-        metrics.toybench(np.zeros((8, 32, 32)), spec)
+        toybench.toybench(np.zeros((8, 32, 32)), spec)

@@ -1,7 +1,5 @@
 """The toy world: renderer, prompt grammar, tokenizer, pipeline round trip, checksums, training."""
-import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -9,11 +7,18 @@ import torch
 
 from anse_lib.provenance import ChecksumError, verify_manifest, write_manifest
 from anse_lib.toyworld import (
-    ObjectSpec, PromptSpec, ToyVideoPipeline, WordTokenizer, build_components, load_toy_pipeline, make_split,
-    parse_prompt, render, sample_prompts,
+    ObjectSpec,
+    ToyVideoPipeline,
+    WordTokenizer,
+    build_components,
+    load_toy_pipeline,
+    make_split,
+    parse_prompt,
+    render,
+    sample_prompts,
 )
-from anse_lib.toyworld.world import COLOURS, MOTIONS, SHAPES, VOCAB
 from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE_RESCALE
+from anse_lib.toyworld.world import COLOURS, MOTIONS, SHAPES, VOCAB
 
 
 # --- grammar and tokenizer ---------------------------------------------------------------------
@@ -305,7 +310,8 @@ def test_timestep_bias_weights_and_errors():
 def test_learning_rate_warms_up_and_cools_down(tmp_path):
     from anse_lib.toyworld import train
 
-    t = train.Trainer(train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4, num_layers=1), tmp_path / "run")
+    cfg = train.TrainConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4, num_layers=1)
+    t = train.Trainer(cfg, tmp_path / "run")
     assert [t.lr_at(s) for s in range(10)] == pytest.approx([0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
 
 

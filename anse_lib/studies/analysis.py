@@ -4,6 +4,8 @@ A sweep table has one row per (prompt, seed) with ToyBench columns and score col
 (``bansa``, ``layer_XX``); see ``benchmarks/toy_model_quality.py``. Prompts are grouped by
 ``prompt_index`` where the table has it (one group per prompt draw, even if two draws
 happen to have the same text), else by ``prompt``.
+
+Study helper for: Notebooks 00 and 08, ``benchmarks/toy_model_quality.py``.
 """
 from __future__ import annotations
 
@@ -72,6 +74,23 @@ def outcome_summary(outcomes: pd.DataFrame, targets=("semantic", "quality")) -> 
     return summary
 
 
+def differences_from_random(outcomes: pd.DataFrame, targets=("semantic", "quality")) -> pd.DataFrame:
+    """Every strategy minus random on the same prompts, with 95 % bootstrap intervals over prompts.
+
+    One row per (strategy, target): ``difference``, ``low``, ``high``, ``prompts``. This is
+    the comparison to plot (a paired difference and its interval), rather than each
+    strategy's mean as a bar from zero.
+    """
+    rows = []
+    for t in targets:
+        pivot = outcomes.pivot(index="prompt", columns="strategy", values=t)
+        for strategy in STRATEGIES[1:]:
+            mean, lo, hi = bootstrap_mean(pivot[strategy] - pivot["random"])
+            rows.append({"strategy": strategy, "target": t, "difference": mean, "low": lo, "high": hi,
+                         "prompts": len(pivot)})
+    return pd.DataFrame(rows)
+
+
 def paired_difference(table: pd.DataFrame, baseline: pd.DataFrame, targets=("semantic", "quality"),
                       on=("prompt", "seed")) -> pd.DataFrame:
     """``table`` minus ``baseline`` on the rows they share (same prompt and seed: same noise).
@@ -103,6 +122,28 @@ def within_prompt_correlation(table: pd.DataFrame, score: str, target: str) -> p
         return spearmanr(g[score], g[target])[0]
 
     return table.groupby(_prompt_key(table)).apply(corr, include_groups=False)
+
+
+def null_correlation_band(table: pd.DataFrame, score: str, target: str, shuffles: int = 200, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float, np.ndarray]:
+    """What :func:`within_prompt_correlation` gives when the score carries no information.
+
+    The score is shuffled among each prompt's seeds ``shuffles`` times (the ToyBench values,
+    their ties and the number of seeds stay as they are). Returns the central ``level``
+    band of the per-prompt correlations under that null, ``(low, high)``, and all of
+    them (for a reference histogram).
+    """
+    rng = np.random.default_rng(seed)
+    null = []
+    for _, g in table.groupby(_prompt_key(table)):
+        if g[score].nunique() < 2 or g[target].nunique() < 2:
+            continue
+        y = g[target].to_numpy()
+        x = g[score].to_numpy()
+        null.extend(spearmanr(rng.permutation(x), y)[0] for _ in range(shuffles))
+    null = np.asarray(null)
+    a = (1 - level) / 2
+    return float(np.quantile(null, a)), float(np.quantile(null, 1 - a)), null
 
 
 def _prompt_key(table: pd.DataFrame) -> str:

@@ -4,6 +4,8 @@ A classifier's prediction for one input is a categorical distribution over class
 exactly like one attention row over keys; K MC-dropout predictions are K samples, and
 BALD is :func:`anse_lib.bansa.bansa_rows_from_samples` applied to them (one "row" per
 input). Nothing here re-implements the formula.
+
+Study helper for: Notebook 02.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bansa import bansa_rows_from_samples, row_entropy
+from ..bansa import bansa_rows_from_samples, row_entropy
 
 
 def two_blobs(n: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

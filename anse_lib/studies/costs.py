@@ -9,6 +9,8 @@ MiB or more is mapped on its own and unmapped when freed, so the peak counts wha
 computation holds, not what the allocator kept from earlier frees (with glibc's moving
 default, one computation's peak varied by tens of MiB between processes). Times are for
 this machine, in one run; compare them as ratios.
+
+Study helper for: Notebook 03 and ``benchmarks/probe_memory.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .bansa import MASK_CACHE, bansa_bernoulli, bansa_chunked
+from ..bansa import MASK_CACHE, bansa_bernoulli, bansa_chunked
 
 
 @dataclass

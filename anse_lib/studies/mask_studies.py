@@ -2,6 +2,8 @@
 
 Each function returns a tidy ``pandas.DataFrame`` (one row per measurement) for plotting.
 All scores come from :mod:`anse_lib.bansa`; nothing here re-implements them.
+
+Study helper for: Notebook 03.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bansa import bansa_bernoulli, bansa_chunked, bansa_mc_dropout
+from ..bansa import EMPTY_ROW_MASS, bansa_bernoulli, bansa_chunked, bansa_mc_dropout
 from .costs import measure
 
 
@@ -26,7 +28,7 @@ def mc_dropout_vs_bernoulli(layer: torch.nn.Module, inputs: list[torch.Tensor], 
     ``layer(x)`` returns attention probabilities ``(B, Nq, Nk)``; dropout is active in
     train mode. Columns: ``input``, ``mc_dropout``, ``bernoulli``, ``entropy``.
     """
-    from .bansa import attention_entropy
+    from ..bansa import attention_entropy
 
     rows = []
     for i, x in enumerate(inputs):
@@ -82,7 +84,8 @@ def argmin_stability(candidate_maps: torch.Tensor, ks=(2, 5, 10, 20, 50), seeds=
             if common_random_numbers:
                 scores = map_scores(candidate_maps, k, drop_prob, s)
             else:
-                scores = torch.cat([map_scores(candidate_maps[c : c + 1], k, drop_prob, s * 1000 + c) for c in range(m)])
+                scores = torch.cat([map_scores(candidate_maps[c : c + 1], k, drop_prob, s * 1000 + c)
+                                    for c in range(m)])
             winners.append(int(scores.argmin()))
         values, counts = np.unique(winners, return_counts=True)
         out.append({"k": k, "agreement": counts.max() / len(winners), "winner": int(values[counts.argmax()]),
@@ -93,7 +96,7 @@ def argmin_stability(candidate_maps: torch.Tensor, ks=(2, 5, 10, 20, 50), seeds=
 def cost_sweep(token_counts=(256, 512, 1024, 1536), heads: int = 2, head_dim: int = 32, k: int = 10,
                block_rows: int = 256, methods=("naive", "chunked (PyTorch)", "chunked")) -> pd.DataFrame:
     """Measured time and peak extra memory of naive vs chunked BANSA of one attention call
-    (``chunked``: the default scorer, compiled where gcc is there; see :func:`anse_lib.costs.measure`).
+    (``chunked``: the default scorer, compiled where gcc is there; see :func:`anse_lib.studies.costs.measure`).
 
     Columns: ``method``, ``tokens``, ``seconds``, ``peak_extra_mib``.
     """
@@ -104,19 +107,64 @@ def cost_sweep(token_counts=(256, 512, 1024, 1536), heads: int = 2, head_dim: in
     )
 
 
-def score_vs_temperature(temperatures=np.round(np.geomspace(0.1, 10, 15), 3), size: int = 48, k: int = 10,
+def many_keys_approximation(attn: torch.Tensor, drop_prob: float = 0.2) -> torch.Tensor:
+    """Masked BANSA of each row for K -> infinity when no key dominates the row.
+
+    ``attn``: ``(..., Nq, Nk)`` -> ``(..., Nq)`` in nats. The kept mass ``Z = sum_j m_j a_j``
+    has mean ``1 - p`` and variance ``p (1 - p) sum_j a_j^2``; a second-order expansion of
+    ``E[-log Z]`` gives ``-log(1 - p) + p * sum_j a_j^2 / (2 (1 - p))`` (derived in
+    notebook 03). It tends to the floor ``-log(1 - p)`` for diffuse rows and underestimates
+    rows with a dominant key, where the expansion fails.
+    """
+    collision = (attn.double() ** 2).sum(-1)
+    return -torch.log1p(torch.tensor(-drop_prob, dtype=torch.float64)) + drop_prob * collision / (2 * (1 - drop_prob))
+
+
+def masked_bansa_limit(attn: torch.Tensor, drop_prob: float = 0.2, samples: int = 4000, seed: int = 0) -> torch.Tensor:
+    """Masked BANSA of each row for K -> infinity, ``E[-log Z] - KL(qbar || a)``, by Monte Carlo.
+
+    ``attn``: ``(Nq, Nk)`` -> ``(Nq,)`` in nats. ``Z`` is the kept mass of one mask and
+    ``qbar_j = a_j E[m_j / Z]`` the mean sample; both expectations are estimated from
+    ``samples`` independent masks (a row whose kept mass is at most
+    :data:`~anse_lib.bansa.EMPTY_ROW_MASS` keeps its probabilities, as in
+    :mod:`anse_lib.bansa`). With ``samples`` in the thousands the Monte-Carlo error is far
+    below the differences plotted in notebook 03.
+    """
+    a = attn.double()
+    g = torch.Generator().manual_seed(seed)
+    m = (torch.rand((samples, *a.shape), generator=g, dtype=torch.float64) >= drop_prob).double()
+    z = (m * a).sum(-1)                                       # (S, Nq)
+    empty = z <= EMPTY_ROW_MASS
+    inv = torch.where(empty[..., None], 1.0, m / torch.where(empty, 1.0, z)[..., None])
+    w = inv.mean(0)                                            # (Nq, Nk): E[m_j / Z]
+    neg_log_z = -torch.log(torch.where(empty, 1.0, z)).mean(0)
+    qbar = a * w
+    kl = torch.where(qbar > 0, qbar * torch.log(torch.where(w > 0, w, 1.0)), 0.0).sum(-1)
+    return neg_log_z - kl
+
+
+def score_vs_temperature(temperatures=np.round(np.geomspace(0.02, 10, 18), 3), size: int = 48, k: int = 10,
                          drop_prob: float = 0.2, seeds=range(3), map_seed: int = 0) -> pd.DataFrame:
     """Bernoulli BANSA as a function of row sharpness (synthetic maps at a logit temperature).
 
-    Columns: ``temperature``, ``entropy`` (mean row entropy, nats), ``seed``, ``score``.
+    Columns: ``temperature``, ``entropy`` (mean row entropy, nats), ``seed``, ``score``
+    (K masks), ``limit`` (K -> infinity, :func:`masked_bansa_limit`), ``approximation``
+    (:func:`many_keys_approximation`), ``one_hot_rows`` (share of rows whose mass outside the
+    top key is at most ``EMPTY_ROW_MASS``: masks cannot change them, so they score 0); the
+    last four are means over rows.
     """
-    from .bansa import attention_entropy
+    from ..bansa import attention_entropy
     from .synthetic import attention_map
 
     out = []
     for t in temperatures:
-        attn = attention_map(size, size, temperature=float(t), heads=1, generator=torch.Generator().manual_seed(map_seed))
-        h = attention_entropy(attn).item()
+        attn = attention_map(size, size, temperature=float(t), heads=1,
+                             generator=torch.Generator().manual_seed(map_seed))
+        rest = attn[0].sum(-1) - attn[0].max(-1).values
+        per_map = {"temperature": float(t), "entropy": attention_entropy(attn).item(),
+                   "limit": masked_bansa_limit(attn[0], drop_prob).mean().item(),
+                   "approximation": many_keys_approximation(attn[0], drop_prob).mean().item(),
+                   "one_hot_rows": (rest <= EMPTY_ROW_MASS).double().mean().item()}
         for s in seeds:
-            out.append({"temperature": float(t), "entropy": h, "seed": s, "score": map_scores(attn[None], k, drop_prob, s).item()})
+            out.append({**per_map, "seed": s, "score": map_scores(attn[None], k, drop_prob, s).item()})
     return pd.DataFrame(out)

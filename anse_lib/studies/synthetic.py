@@ -1,6 +1,8 @@
 """Synthetic attention: maps and tiny attention layers whose shape we control.
 
 Used by the first notebooks and tests, before any video model is involved.
+
+Study helper for: Notebooks 01-03.
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """Deliberate corruptions of rendered videos, to validate each ToyBench metric.
 
-Each takes and returns frames ``(F, H, W, 3)`` in [0, 1] (see ``metrics.as_frames``) and
+Each takes and returns frames ``(F, H, W, 3)`` in [0, 1] (see ``toybench.as_frames``) and
 breaks one thing a metric is meant to see.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import soft_coverage
+from .toybench import soft_coverage
 from .world import BACKGROUNDS, COLOURS, DEFAULT_BACKGROUND, PromptSpec
 
 
@@ -60,14 +60,14 @@ CORRUPTIONS = {
 }
 
 
-def validation_table(specs: list[PromptSpec], videos) -> "pd.DataFrame":
+def validation_table(specs: list[PromptSpec], videos):
     """Mean ToyBench of rendered ground-truth videos and of each corruption of them.
 
     One row per version (ground truth, then each corruption), one column per metric.
     """
     import pandas as pd
 
-    from ..metrics import as_frames, toybench_table
+    from .toybench import as_frames, toybench_table
 
     frames = [as_frames(v) for v in videos]
     rows = {"ground truth": toybench_table(frames, specs).drop(columns="prompt").mean()}

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-from diffusers.models.embeddings import get_3d_rotary_pos_embed
-from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from torch import nn
 
 from .render import NUM_FRAMES, RESOLUTION
@@ -67,7 +67,8 @@ class ToyTextEncoder(ModelMixin, ConfigMixin):
         layer = nn.TransformerEncoderLayer(
             embed_dim, num_heads, dim_feedforward=2 * embed_dim, dropout=0.0, batch_first=True, norm_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers else nn.Identity()
+        self.encoder = (nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers
+                        else nn.Identity())
         self.final_norm = nn.LayerNorm(embed_dim)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,8 @@ class ToyTextEncoder(ModelMixin, ConfigMixin):
         return self.final_norm(self.encoder(x))
 
 
-def rotary_embeddings(transformer: CogVideoXTransformer3DModel, device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+def rotary_embeddings(transformer: CogVideoXTransformer3DModel,
+                      device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The ``image_rotary_emb`` a CogVideoX transformer's forward needs, or ``None``.
 
     ``None`` unless the config has ``use_rotary_positional_embeddings`` (CogVideoX-5B's 3D

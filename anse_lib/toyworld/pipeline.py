@@ -45,7 +45,8 @@ class ToyVideoPipeline(DiffusionPipeline):
 
     def __init__(self, tokenizer, text_encoder, transformer, scheduler):
         super().__init__()
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, scheduler=scheduler)
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer,
+                              scheduler=scheduler)
 
     # --- shapes --------------------------------------------------------------------------
     @property

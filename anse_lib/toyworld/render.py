@@ -128,7 +128,8 @@ def render(
             colours[i, k] = COLOURS[o.colour]
             present[i, k] = 1.0
 
-    img = torch.as_tensor(backgrounds, dtype=torch.float32).view(b, 1, 3, 1, 1).expand(b, frames, 3, resolution, resolution)
+    img = torch.as_tensor(backgrounds, dtype=torch.float32).view(b, 1, 3, 1, 1)
+    img = img.expand(b, frames, 3, resolution, resolution)
     for k in range(2):
         cov = _coverage(
             torch.as_tensor(shape_ids[:, k]),

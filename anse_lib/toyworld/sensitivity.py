@@ -38,7 +38,8 @@ def attribute_variants(prompt: str | PromptSpec) -> dict[str, str]:
     """
     spec = parse_prompt(prompt) if isinstance(prompt, str) else prompt
     if len(spec.objects) != 1:
-        raise ValueError(f"attribute_variants needs a one-object prompt, got {len(spec.objects)} objects: {spec.text!r}")
+        raise ValueError(f"attribute_variants needs a one-object prompt, "
+                         f"got {len(spec.objects)} objects: {spec.text!r}")
     obj = spec.objects[0]
     values = {"colour": tuple(COLOURS), "size": SIZES, "shape": SHAPES, "motion": MOTIONS}
     out = {}

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .toyworld.render import GEOMETRY_UNIT
-from .toyworld.world import BACKGROUNDS, COLOURS, DEFAULT_BACKGROUND, PromptSpec, parse_prompt
+from .render import GEOMETRY_UNIT
+from .world import BACKGROUNDS, COLOURS, DEFAULT_BACKGROUND, PromptSpec, parse_prompt
 
 #: A pixel farther than this (RGB distance, [0, 1] units) from every palette and
 #: background colour is "impure" and belongs to no object.
@@ -170,6 +170,19 @@ def classify_motion(centroids: np.ndarray, scale: float) -> str:
 
 def toybench(video, prompt: str | PromptSpec) -> ToyBenchScores:
     """Score one video against its prompt (see the module docstring for each metric)."""
+    return _score(video, prompt)[0]
+
+
+def shape_calls(video, prompt: str | PromptSpec) -> list[tuple[str, str]]:
+    """What the shape check saw: ``(prompted shape, classified shape)`` per prompted object.
+
+    The classified shape is ``"absent"`` where the object's colour covers too few pixels
+    to be found (the shape check then counts as wrong). Same code path as :func:`toybench`.
+    """
+    return _score(video, prompt)[1]
+
+
+def _score(video, prompt) -> tuple[ToyBenchScores, list[tuple[str, str]]]:
     spec = parse_prompt(prompt) if isinstance(prompt, str) else prompt
     frames = as_frames(video)
     n_frames, res = frames.shape[0], frames.shape[1]
@@ -181,7 +194,7 @@ def toybench(video, prompt: str | PromptSpec) -> ToyBenchScores:
     present = [i for i in range(len(names)) if (labels == i).sum() / n_frames >= min_area]
     checks = {c: [] for c in SEMANTIC_CHECKS}
     checks["count"].append(float(len(present) == len(spec.objects)))
-    subject, smooth = [], []
+    subject, smooth, shapes = [], [], []
     for obj in spec.objects:
         idx = names.index(obj.colour)
         mask = labels == idx
@@ -190,6 +203,7 @@ def toybench(video, prompt: str | PromptSpec) -> ToyBenchScores:
         cents = _soft_centroids(soft_coverage(frames, np.array(COLOURS[obj.colour]), bg) * ~others)
         here = areas.mean() >= min_area
         checks["colour"].append(float(here))
+        shapes.append((obj.shape, classify_shape(np.median(fills), np.median(offsets)) if here else "absent"))
         if not here:
             for c in ("shape", "motion"):
                 checks[c].append(0.0)
@@ -198,7 +212,7 @@ def toybench(video, prompt: str | PromptSpec) -> ToyBenchScores:
             subject.append(0.0)
             smooth.append(0.0)
             continue
-        checks["shape"].append(float(classify_shape(np.median(fills), np.median(offsets)) == obj.shape))
+        checks["shape"].append(float(shapes[-1][1] == obj.shape))
         if obj.size:
             size = "big" if areas.mean() / scale**2 >= SIZE_SPLIT_AREA else "small"
             checks["size"].append(float(size == obj.size))
@@ -225,7 +239,7 @@ def toybench(video, prompt: str | PromptSpec) -> ToyBenchScores:
         "imaging_quality": float(purity),
     }
     quality["quality"] = float(np.mean(list(quality.values())))
-    return ToyBenchScores(**scores, **quality)
+    return ToyBenchScores(**scores, **quality), shapes
 
 
 def toybench_table(videos, prompts) -> pd.DataFrame:

@@ -55,8 +55,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..provenance import (MANIFEST_NAME, atomic_write_bytes, atomic_write_text, model_hash, read_manifest,
-                          save_manifest, verify_manifest, write_manifest)
+from ..provenance import (
+    MANIFEST_NAME,
+    atomic_write_bytes,
+    atomic_write_text,
+    model_hash,
+    read_manifest,
+    save_manifest,
+    verify_manifest,
+    write_manifest,
+)
 from .model import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, build_components, rotary_embeddings
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import RESOLUTION, render
@@ -199,8 +207,8 @@ class Trainer:
         have["text_layers"], want["text_layers"] = pipe.text_encoder.config.num_layers, self.cfg.text_layers
         if have != want:
             raise ValueError(f"{folder} has architecture {have}, but this run asks for {want} "
-                             "(--resolution, --patch-size, --num-layers, --positions, --text-layers must match the model "
-                             "trained on from)")
+                             "(--resolution, --patch-size, --num-layers, --positions, --text-layers "
+                             "must match the model trained on from)")
         weights = {"transformer": pipe.transformer.state_dict(), "text_encoder": pipe.text_encoder.state_dict()}
         for name, module in self.modules.items():
             module.load_state_dict(weights[name])
@@ -317,8 +325,9 @@ class Trainer:
             if self.init_manifest is not None:
                 extra["init_from"] = {k: self.init_manifest[k] for k in ("command", "files", "trained_steps")
                                       if k in self.init_manifest}
-            write_manifest(tmp, command=command, config={"train": asdict(self.cfg), "transformer": self.cfg.transformer_config(),
-                                                                "text_encoder": self.cfg.text_encoder_config()},
+            config = {"train": asdict(self.cfg), "transformer": self.cfg.transformer_config(),
+                      "text_encoder": self.cfg.text_encoder_config()}
+            write_manifest(tmp, command=command, config=config,
                            extra=extra)
             if out_dir.exists():
                 shutil.rmtree(out_dir)

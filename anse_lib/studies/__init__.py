@@ -1,0 +1,11 @@
+"""Study helpers for the notebooks: measurements *about* the method, not the method.
+
+The method itself is ``anse_lib.bansa``, ``kernel``, ``probe`` and ``select``; nothing
+here re-implements its math. One module per idea, each naming the notebook it serves:
+
+- ``synthetic``: attention maps and tiny attention layers of controlled sharpness (01-03)
+- ``bald_demo``: BALD with MC dropout on a tiny classifier (02)
+- ``mask_studies``: the Bernoulli-mask shortcut against K, p, row sharpness, mask seeds (03)
+- ``costs``: measured time and peak memory of naive vs chunked scoring (03)
+- ``analysis``: selection outcomes, bootstrap intervals, within-prompt correlations (00, 08)
+"""

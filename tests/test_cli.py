@@ -1,0 +1,26 @@
+"""The command line: bad input is one `error:` line and exit status 2, never a traceback."""
+import pytest
+
+from anse_lib.__main__ import main
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["select", "--prompt", "a purple circle moving left"], "unknown word 'purple'"),
+    (["select", "--prompt", "a red circle moving left", "-k", "1"], "k (number of stochastic samples)"),
+    (["select", "--prompt", "a red circle moving left", "--drop-prob", "1.5"], "drop_prob"),
+    (["select", "--prompt", "a red circle moving left", "--layers", "9"], "layers=9"),
+    (["select", "--prompt", "a red circle moving left", "--candidates", "0"], "--candidates takes a whole number"),
+    (["select", "--prompt", "a red circle moving left", "--model", "/no/such/folder"], "is not a folder"),
+    (["select"], "--prompt"),
+    (["demo", "--model", "x"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_error_line(argv, says, capsys, tmp_path):
+    try:
+        code = main([*argv[:1], "--figures", str(tmp_path), *argv[1:]] if argv[0] == "select" and len(argv) > 1
+                    else argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+    assert not list(tmp_path.iterdir()), "nothing is written on bad input"
