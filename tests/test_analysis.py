@@ -54,3 +54,40 @@ def test_paired_difference_uses_shared_rows_and_averages_per_prompt():
     assert diff.loc["quality", "difference"] == 0.0
     with pytest.raises(ValueError, match="share no rows"):
         paired_difference(t, base.assign(prompt="z"))
+
+
+def test_differences_from_random_and_null_band():
+    from anse_lib.studies.analysis import differences_from_random, null_correlation_band
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame([{"prompt": p, "seed": s, "bansa": rng.normal(), "semantic": rng.random(),
+                           "quality": rng.random()} for p in range(12) for s in range(10)])
+    outcomes = selection_outcomes(table, m=10)
+    diffs = differences_from_random(outcomes).set_index(["strategy", "target"])
+    summary = outcome_summary(outcomes)
+    # the summary's paired row is the ANSE row of the differences
+    anse = diffs.loc[("ANSE (min score)", "semantic"), "difference"]
+    assert summary.loc["ANSE - random (paired)", "semantic"] == pytest.approx(anse)
+    assert diffs.loc[("oracle", "semantic"), "low"] > 0  # the semantic oracle beats the mean of its seeds
+    low, high, draws = null_correlation_band(table, "bansa", "semantic", shuffles=50)
+    assert -1 <= low < 0 < high <= 1 and len(draws) == 12 * 50
+
+
+def test_masked_bansa_limit_matches_the_diffuse_formula_and_the_one_key_value():
+    import math
+
+    import torch
+
+    from anse_lib.studies.mask_studies import many_keys_approximation, masked_bansa_limit
+
+    uniform = torch.full((1, 200), 1 / 200)
+    assert masked_bansa_limit(uniform, 0.2).item() == pytest.approx(many_keys_approximation(uniform, 0.2).item(),
+                                                                      abs=2e-3)
+    one_key = torch.full((1, 48), 1e-8 / 47)
+    one_key[0, 0] = 1 - 1e-8
+    h = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
+    # H(p) plus p times the (uniform) rest's score, which sits at its floor -log(1 - p)
+    assert masked_bansa_limit(one_key, 0.2, samples=20000).item() == pytest.approx(h - 0.2 * math.log(0.8), abs=0.01)
+    exact = torch.zeros(1, 48)
+    exact[0, 3] = 1.0
+    assert masked_bansa_limit(exact, 0.2).item() == 0.0

@@ -66,11 +66,10 @@ def outcome_summary(outcomes: pd.DataFrame, targets=("semantic", "quality")) -> 
             row[t], row[f"{t} low"], row[f"{t} high"] = bootstrap_mean(sub[t])
         rows.append(row)
     summary = pd.DataFrame(rows).set_index("strategy")
-    pivot = {t: outcomes.pivot(index="prompt", columns="strategy", values=t) for t in targets}
+    paired = differences_from_random(outcomes, targets).set_index(["strategy", "target"])
     for t in targets:
-        diff = pivot[t]["ANSE (min score)"] - pivot[t]["random"]
-        mean, lo, hi = bootstrap_mean(diff)
-        summary.loc["ANSE - random (paired)", [t, f"{t} low", f"{t} high"]] = [mean, lo, hi]
+        summary.loc["ANSE - random (paired)", [t, f"{t} low", f"{t} high"]] = \
+            paired.loc[("ANSE (min score)", t), ["difference", "low", "high"]].to_numpy()
     return summary
 
 
