@@ -16,8 +16,7 @@ from anse_lib.__main__ import main
 ])
 def test_bad_input_is_one_error_line(argv, says, capsys, tmp_path):
     try:
-        code = main([*argv[:1], "--figures", str(tmp_path), *argv[1:]] if argv[0] == "select" and len(argv) > 1
-                    else argv)
+        code = main([argv[0], "--figures", str(tmp_path), *argv[1:]])
     except SystemExit as exit_:  # argparse's own errors
         code = exit_.code
     err = capsys.readouterr().err.strip().splitlines()
