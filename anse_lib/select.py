@@ -7,6 +7,11 @@ per seed (so each candidate's latents are exactly what the pipeline draws for th
 alone), an armed :class:`~anse_lib.probe.AttentionProbe` scores the attention of the
 first transformer call, and :class:`~anse_lib.probe.StopForward` ends the pass after
 the last scored layer of the branch that is scored. No denoising step is completed.
+
+``score_step=s`` scores the transformer call of denoising step ``s`` instead (0-based; 0,
+the first, is the default and the paper's setting): the pipeline's own sampler runs the
+first ``s`` steps in full, with the pipeline's guidance, and the probe, with the same
+masks, scores step ``s``'s call.
 """
 from __future__ import annotations
 
@@ -107,6 +112,7 @@ def select_noise(
     generator: torch.Generator | None = None,
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
+    score_step: int = 0,
     attention: str | None = None,
     rows: str = "all",
     mask_seed: int = 0,
@@ -133,8 +139,11 @@ def select_noise(
         batch_size: candidates per forward pass (default: all at once).
         generator: draws the candidate seeds when ``seeds`` is not given.
         num_inference_steps: the pipeline's steps (sets the first timestep).
-        guidance_scale: the pipeline's guidance; ``"cond"`` is scored without the
-            unconditional half (its first-step input does not depend on guidance).
+        guidance_scale: the pipeline's guidance; ``"cond"`` at the first step is scored
+            without the unconditional half (its first-step input does not depend on guidance).
+        score_step: which denoising step's transformer call is scored, 0-based (0: the first,
+            the paper's setting). Steps before it run in full with the pipeline's guidance,
+            so scoring at step ``s`` costs about ``s`` denoising steps per candidate.
         attention: which attention kind to probe (``None``: the family's default; see
             :class:`~anse_lib.probe.AttentionProbe`).
         rows: ``"all"``, ``"video"`` or ``"text"`` query rows of joint attention.
@@ -185,6 +194,7 @@ def select_noise(
     cfg = _guidance(pipe, guidance_scale) > 1.0
     if branch == "uncond" and not cfg:
         raise ValueError("branch='uncond' needs classifier-free guidance (guidance_scale > 1)")
+    score_step = _check_score_step(pipe, score_step, num_inference_steps)
     call_kwargs = dict(pipe_kwargs, output_type="latent")
     if num_inference_steps is not None:
         call_kwargs["num_inference_steps"] = num_inference_steps
@@ -192,15 +202,17 @@ def select_noise(
         call_kwargs["guidance_scale"] = guidance_scale
     # The conditional branch's first-step input (latents, timestep, prompt) does not depend on
     # guidance, and the transformer treats batch entries independently: score it in a pass
-    # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG.
-    score_cfg = cfg and branch == "uncond"
+    # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG, and
+    # so does every later step (its input is the guided sampler's).
+    score_cfg = cfg and (branch == "uncond" or score_step > 0)
     score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, guidance_scale=1.0)
 
     per_layer, empty, latents = [], [], []
     bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)
     for start in range(0, num_candidates, batch_size):
         batch_seeds = seeds[start : start + batch_size]
-        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, score_cfg, score_kwargs,
+        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, score_cfg, score_step,
+                                 score_kwargs,
                                  dict(attention=attention, rows=rows, k=k, drop_prob=drop_prob, mask_seed=mask_seed,
                                       keep_rows=keep_rows, row_sample=row_sample, block_rows=block_rows))
         per_layer.append(s)
@@ -220,7 +232,8 @@ def select_noise(
         table[f"layer_{layer:02d}"] = per_layer[:, j].numpy()
     table.index.name = "candidate"
     candidate_latents = torch.cat(latents)
-    settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, attention=attention, rows=rows,
+    settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, score_step=score_step,
+                    attention=attention, rows=rows,
                     mask_seed=mask_seed, row_sample=row_sample, batch_size=batch_size, guidance=cfg,
                     **{key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale")
                        if key in call_kwargs})
@@ -229,8 +242,24 @@ def select_noise(
                            settings=settings, seconds=time.perf_counter() - t0, candidate_latents=candidate_latents)
 
 
-def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs, probe_kwargs):
+def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, call_kwargs, probe_kwargs):
     """Per-layer scores ``(b, L)``, empty-row counts ``(b,)`` and drawn latents of one batch of candidates."""
+    probe, call, latents = run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, call_kwargs,
+                                     probe_kwargs)
+    scores = probe.scores(call)
+    per_layer = torch.stack([scores[layer].mean(-1) for layer in layer_ids], 1)  # (b, L)
+    empty = torch.stack([r.empty_rows.sum(-1) for r in probe.records if r.call == call]).sum(0)
+    return per_layer, empty, latents
+
+
+def run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, call_kwargs, probe_kwargs):
+    """Run the pipeline on a batch of candidate seeds until the scored call's last layer.
+
+    The armed probe scores the transformer call of denoising step ``score_step`` and, in it,
+    the batch entries of ``branch``. Returns ``(probe, call, latents)``: the probe with its
+    records, the index of the scored model call, and the candidates' initial latents
+    ``(b, ...)`` as the pipeline drew them (divided by the scheduler's ``init_noise_sigma``).
+    """
     b = len(seeds)
     given = "prompt_embeds" in call_kwargs
     device = getattr(pipe, "_execution_device", "cpu")
@@ -246,18 +275,21 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
     call_kwargs = _repeat_conditioning(call_kwargs, b)
     probe = AttentionProbe(model, layers=layer_ids, **probe_kwargs)
     # Which model call holds the scored branch, and where in its batch:
-    #   batched CFG [uncond, cond] -> call 0, second or first half; Wan-style separate calls
-    #   (cond, then uncond) -> call 0 or 1, whole batch; no CFG -> call 0, whole batch.
+    #   batched CFG [uncond, cond] -> one call per step, second or first half; Wan-style
+    #   separate calls (cond, then uncond) -> two calls per step, whole batch; no CFG -> one
+    #   call per step, whole batch.
     layout = {}
 
     def on_call(call, batch):
         if call == 0:
             if batch == 2 * b:
-                layout.update(call=0, rows=slice(b, 2 * b) if branch == "cond" else slice(0, b))
+                per_step, offset, rows = 1, 0, slice(b, 2 * b) if branch == "cond" else slice(0, b)
             elif batch == b:
-                layout.update(call=0 if branch == "cond" or not cfg else 1, rows=slice(0, b))
+                per_step = 2 if cfg else 1
+                offset, rows = (0 if branch == "cond" or not cfg else 1), slice(0, b)
             else:
                 raise RuntimeError(f"first model call has batch {batch}; expected {b} or {2 * b} candidates")
+            layout.update(call=score_step * per_step + offset, rows=rows)
             probe.stop_at = (layout["call"], layer_ids[-1])
             probe.batch_slice = layout["rows"]  # score only the chosen branch's candidates
         probe.armed = call == layout["call"]
@@ -269,7 +301,8 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
         with probe:
             try:
                 pipe(prompt=prompt, num_videos_per_prompt=1 if given else b, generator=generators, **call_kwargs)
-                raise RuntimeError("the pipeline finished without reaching the last scored layer")
+                raise RuntimeError(f"the pipeline finished without reaching the last scored layer "
+                                   f"(score_step={score_step})")
             except StopForward:
                 pass
     finally:
@@ -277,11 +310,22 @@ def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, call_kwargs
             del pipe.prepare_latents  # back to the class method
         else:
             pipe.prepare_latents = shadowed
-    scores = probe.scores(layout["call"])
-    per_layer = torch.stack([scores[layer].mean(-1) for layer in layer_ids], 1)  # (b, L)
-    empty = torch.stack([r.empty_rows.sum(-1) for r in probe.records if r.call == layout["call"]]).sum(0)
     sigma = float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
-    return per_layer, empty, captured["latents"] / sigma
+    return probe, layout["call"], captured["latents"] / sigma
+
+
+def _check_score_step(pipe, score_step, num_inference_steps) -> int:
+    """``score_step`` as an int in ``0 .. steps - 1`` (steps: the given or the pipeline's default)."""
+    steps = num_inference_steps
+    if steps is None:
+        default = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
+        steps = default.default if default is not None and default.default is not inspect._empty else None
+    if isinstance(score_step, bool) or not isinstance(score_step, (int, np.integer)) or score_step < 0 or (
+            steps is not None and score_step >= steps):
+        allowed = f"0..{steps - 1}" if steps is not None else ">= 0"
+        raise ValueError(f"score_step={score_step!r} must be an integer step index in {allowed} "
+                         f"(0 is the first denoising step)")
+    return int(score_step)
 
 
 #: keyword arguments that carry one prompt's conditioning along dimension 0

@@ -217,6 +217,34 @@ def test_cond_branch_scored_without_cfg_equals_cond_half_of_cfg_batch(toy):
     np.testing.assert_allclose(got.scores.bansa, want.numpy(), atol=1e-6)
 
 
+def test_score_step_scores_that_steps_call_of_the_full_sampler(toy):
+    """score_step=s equals a probe armed on the s-th call of an ordinary guided run (its cond half)."""
+    step = 3
+    got = select_noise(toy, PROMPT, seeds=[4], k=4, guidance_scale=4.0, num_inference_steps=6, score_step=step)
+    assert got.settings["score_step"] == step
+    with torch.no_grad(), AttentionProbe(toy.transformer, k=4, batch_slice=slice(1, 2)) as probe:
+        probe.on_model_call = lambda call, batch: setattr(probe, "armed", call == step)
+        toy(prompt=PROMPT, num_inference_steps=6, guidance_scale=4.0, output_type="latent",
+            generator=torch.Generator().manual_seed(4))
+    want = torch.stack([v.mean(-1) for v in probe.scores(step).values()], 1)
+    np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6)
+    first = select_noise(toy, PROMPT, seeds=[4], k=4, guidance_scale=4.0, num_inference_steps=6)
+    assert not np.allclose(first.layer_scores(), got.layer_scores())
+    assert torch.equal(first.latents, got.latents)  # the candidate's initial noise either way
+
+
+def test_score_step_on_wan_separate_cfg_calls():
+    pipe, kw = T.tiny_wan_pipeline()
+    assert kw["num_inference_steps"] == 2 and kw["guidance_scale"] > 1
+    got = select_noise(pipe, None, seeds=[1], k=3, score_step=1, **kw)
+    with AttentionProbe(pipe.transformer, k=3) as probe:
+        probe.on_model_call = lambda call, batch: setattr(probe, "armed", call == 2)  # step 1, cond call
+        latent_output(pipe, kw, seed=1)
+    assert probe.call_batch_sizes == [1, 1, 1, 1]
+    want = torch.stack([v.mean(-1) for v in probe.scores(2).values()], 1)
+    np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6)
+
+
 def test_uncond_branch_differs_from_cond(toy):
     cond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1)
     uncond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1, branch="uncond")
@@ -294,6 +322,8 @@ def test_calibrate_depth(toy):
     (dict(branch="both"), r"branch must be one of cond, uncond"),
     (dict(seeds=[1, 2], num_candidates=3), r"num_candidates=3 but 2 seeds"),
     (dict(guidance_scale=1.0, branch="uncond"), r"needs classifier-free guidance"),
+    (dict(score_step=25), r"score_step=25 must be an integer step index in 0..24"),
+    (dict(score_step=-1, num_inference_steps=5), r"score_step=-1 must be an integer step index in 0..4"),
 ])
 def test_selection_errors_name_the_bad_value(toy, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -8,4 +8,6 @@ here re-implements its math. One module per idea, each naming the notebook it se
 - ``mask_studies``: the Bernoulli-mask shortcut against K, p, row sharpness, mask seeds (03)
 - ``costs``: measured time and peak memory of naive vs chunked scoring (03)
 - ``analysis``: selection outcomes, bootstrap intervals, within-prompt correlations (00, 08)
+- ``mask_playground``: a widget with one synthetic row, its K masked samples and its score (02, 03)
+- ``attention_views``: pictures of a model's captured attention and its row statistics
 """
