@@ -1,4 +1,4 @@
-"""Pictures of a model's captured attention (and the explorer's building blocks).
+"""Pictures of a model's captured attention (notebook 04, and the explorer's building blocks).
 
 Everything here reads an :class:`~anse_lib.capture.AttentionCapture`; nothing computes
 BANSA anew (per-row scores and row statistics come from :mod:`anse_lib.rowstats` with the
@@ -124,6 +124,27 @@ def masked_samples_figure(capture, layer: int, head: int, query: int, label: str
     return fig
 
 
+def per_token_maps_figure(maps: dict, capture, title: str, norm=None,
+                          label: str = "BANSA of the video token's row (nats)", cmap: str = "viridis"):
+    """Per-token values ``{row label: (N,)}`` drawn over the frames, one shared scale and colourbar.
+
+    The scale spans the video tokens' values unless ``norm`` is given.
+    """
+    if norm is None:
+        v = torch.cat([m[capture.text_len:] for m in maps.values()]).numpy()
+        norm = Normalize(vmin=float(v.min()), vmax=float(v.max()))
+    nf = capture.grid[0]
+    fig, axes = plt.subplots(len(maps), nf, figsize=(1.25 * nf + 1.2, 1.3 * len(maps) + 0.6), squeeze=False)
+    for r, (name, values) in enumerate(maps.items()):
+        im = _frames_row(axes[r], values, capture, norm, cmap=cmap)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for f in range(nf):
+        axes[0, f].set_title(f"frame {f}", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label=label)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def bansa_maps_figure(capture, by: str = "layer", layer: int | None = None, norm=None, title: str | None = None):
     """Per-token BANSA over the frames: one row of panels per layer (mean over heads) or per head of ``layer``."""
     if by == "layer":
@@ -134,20 +155,18 @@ def bansa_maps_figure(capture, by: str = "layer", layer: int | None = None, norm
         maps = {f"head {h}": v for h, v in enumerate(capture.row_statistics(layer)["bansa"])}
     else:
         raise ValueError(f"by must be 'layer' or 'head', got {by!r}")
-    if norm is None:
-        v = torch.cat([m[capture.text_len:] for m in maps.values()]).numpy()
-        norm = Normalize(vmin=float(v.min()), vmax=float(v.max()))
-    nf = capture.grid[0]
-    fig, axes = plt.subplots(len(maps), nf, figsize=(1.25 * nf + 1.2, 1.3 * len(maps) + 0.6), squeeze=False)
-    for r, (name, values) in enumerate(maps.items()):
-        im = _frames_row(axes[r], values, capture, norm, cmap="viridis")
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    for f in range(nf):
-        axes[0, f].set_title(f"frame {f}", fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="BANSA of the video token's row (nats)")
     where = "mean over heads" if by == "layer" else f"layer {layer}"
-    fig.suptitle(title or f"Where the uncertainty sits: per-token BANSA, {where}, step {capture.step}", fontsize=10)
-    return fig
+    return per_token_maps_figure(maps, capture, title or f"Where the uncertainty sits: per-token BANSA, {where}, "
+                                 f"step {capture.step}", norm=norm)
+
+
+def candidate_map(capture, mask_seed: int | None = None) -> torch.Tensor:
+    """``(N,)`` per-token BANSA averaged over heads and layers: its mean is the candidate's score.
+
+    ``mask_seed``: score with other masks than the probe's (same K and p).
+    """
+    return torch.stack([capture.row_statistics(i, mask_seed=mask_seed)["bansa"].mean(0)
+                        for i in capture.layers]).mean(0)
 
 
 def token_groups(capture) -> dict[str, torch.Tensor]:
@@ -184,5 +203,5 @@ def entropy_histograms(captures: dict, bins: int = 40):
         ax.set_xlabel("row entropy (nats)")
     axes[0, 0].set_ylabel("rows (all heads)")
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    fig.suptitle("How close to uniform each row is: row entropy against log N", fontsize=10)
+    fig.suptitle("How close to uniform each row is: row entropy against log N", fontsize=10, y=1.04)
     return fig
