@@ -94,6 +94,7 @@ class MaskPlayground:
             shown = np.ma.masked_where(~masks.numpy(), samples.numpy())
             im = ax2.imshow(shown, aspect="auto", cmap="magma", norm=Normalize(0, float(samples.max())),
                             interpolation="nearest")
+            ax2.grid(False)
             ax2.set_xlabel("key j")
             ax2.set_ylabel("mask k")
             ax2.set_title(f"the {c['k']} renormalised samples (white: dropped, p = {c['drop_prob']:.2f})", fontsize=9)
