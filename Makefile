@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lab venv notebooks clean-venv
+.PHONY: demo test lab venv notebooks browser-check clean-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,15 @@ test: $(STAMP)
 	$(PY) -m pytest -q --doctest-modules anse_lib/select.py anse_lib/probe.py anse_lib/bansa.py \
 		anse_lib/rowstats.py anse_lib/capture.py anse_lib/explorer.py anse_lib/studies/mask_playground.py
 	ANSE_FIGURES_DIR=$(CURDIR)/.test-figures $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
+
+# Notebook 04 in a real JupyterLab in Debian's Chromium (driven by Playwright, no browser download):
+# run it, move an explorer slider, check the picture changes and nothing shows an error; screenshot
+# to figures/04_explorer_in_jupyterlab.png (or $$ANSE_FIGURES_DIR).
+CHROMIUM := /usr/lib/chromium/chromium
+browser-check: $(STAMP)
+	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -q "playwright==1.65.2"
+	$(PY) scripts/browser_check.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -96,7 +96,7 @@ class AttentionExplorer:
         steps = int(getattr(pipe, "_num_inference_steps", None) or 25)
         cap = self._capture(prompt, seed, step)
         style = {"description_width": "90px"}
-        layout = widgets.Layout(width="330px")
+        layout = widgets.Layout(width="310px")
         c = self.controls = {
             "prompt": widgets.Text(value=prompt, description="prompt", continuous_update=False, style=style,
                                    layout=widgets.Layout(width="560px")),
@@ -120,18 +120,21 @@ class AttentionExplorer:
         }
         self.query_label = widgets.HTML()
         self.image = widgets.Image(format="png")
-        self.stats = widgets.HTML()
+        self.stats = widgets.HTML(layout=widgets.Layout(min_width="360px"))
         self.error = widgets.HTML(value="")
-        self.button = widgets.Button(description="generate the video", icon="play")
-        self.video = widgets.Image(format="gif")
+        self.button = widgets.Button(description="generate the video", icon="play",
+                                     layout=widgets.Layout(width="200px"))
+        self.video = widgets.Image(format="gif", layout=widgets.Layout(display="none"))  # shown once generated
         self.button.on_click(self._generate)
         for w in c.values():
             w.observe(self._changed, names="value")
-        left = widgets.VBox([c["seed"], c["step"], c["layer"], c["head"], c["query"], self.query_label])
-        right = widgets.VBox([c["k"], c["drop_prob"], c["mask_seed"], self.button, self.video])
-        self.box = widgets.VBox([c["prompt"], self.error, widgets.HBox([left, right]),
-                                 widgets.HBox([self.image, self.stats])])
+        column = widgets.Layout(width="330px")
+        left = widgets.VBox([c["seed"], c["step"], c["layer"], c["head"], c["query"], self.query_label], layout=column)
+        right = widgets.VBox([c["k"], c["drop_prob"], c["mask_seed"], self.button], layout=column)
+        self.box = widgets.VBox([c["prompt"], self.error, widgets.HBox([left, right, self.stats]), self.image,
+                                 self.video])
         self.box.add_class("anse-explorer")
+        self.image.add_class("anse-explorer-picture")
         self._build_figure(cap)
         self.redraw()
 
@@ -265,6 +268,7 @@ class AttentionExplorer:
                 self.parse(c["prompt"])
             video = self.pipe(c["prompt"], generator=torch.Generator().manual_seed(int(c["seed"]))).frames[0]
             self.video.value = gif_bytes(video, scale=6)
+            self.video.layout.display = None
         except (ValueError, RuntimeError) as e:
             self.error.value = error_html(e)
 
