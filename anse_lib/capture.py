@@ -27,7 +27,7 @@ import torch
 from .bansa import check_drop_prob, check_k
 from .probe import model_family
 from .rowstats import row_statistics
-from .select import _check_score_step, _guidance, denoiser, run_probe
+from .select import _cfg_setting, _check_score_step, denoiser, run_probe
 
 
 @dataclass
@@ -180,15 +180,15 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
                          f"{type(model).__name__} has none")
     layer_ids = list(range(len(model.transformer_blocks))) if layers is None else sorted(set(int(i) for i in layers))
     step = _check_score_step(pipe, step, num_inference_steps)
-    cfg = _guidance(pipe, guidance_scale) > 1.0
     call_kwargs = dict(pipe_kwargs, output_type="latent")
     if num_inference_steps is not None:
         call_kwargs["num_inference_steps"] = num_inference_steps
     if guidance_scale is not None:
         call_kwargs["guidance_scale"] = guidance_scale
+    cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
     score_cfg = cfg and step > 0
     if cfg and not score_cfg:
-        call_kwargs["guidance_scale"] = 1.0  # the first step's cond input does not depend on guidance
+        call_kwargs[cfg_name] = 1.0  # the first step's cond input does not depend on CFG
     probe, call, latents = run_probe(pipe, model, prompt, [int(seed)], layer_ids, "cond", score_cfg, step, call_kwargs,
                                      dict(k=k, drop_prob=drop_prob, mask_seed=mask_seed, keep_rows=True,
                                           keep_inputs=True))

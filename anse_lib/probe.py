@@ -40,12 +40,18 @@ class ModelFamily:
 
     ``attention``: kind -> regular expression over module names (``named_modules``), in
     forward order; ``default``: the kind scored by default; ``joint_text_first``: queries
-    are ``[text, video]`` concatenated (MMDiT joint attention), so rows can be selected.
+    are ``[text, video]`` concatenated (MMDiT joint attention), so rows can be selected;
+    ``joint_text_last``: queries are ``[video, text]`` (HunyuanVideo).
     """
 
     attention: dict
     default: str
     joint_text_first: bool = False
+    joint_text_last: bool = False
+
+    @property
+    def joint(self) -> bool:
+        return self.joint_text_first or self.joint_text_last
 
 
 _UNET_SPATIAL = r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.{}$"
@@ -58,6 +64,10 @@ FAMILIES: dict[str, ModelFamily] = {
         {"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
     "UNet3DConditionModel": ModelFamily(
         {"cross": _UNET_SPATIAL.format("attn2"), "self": _UNET_SPATIAL.format("attn1")}, "cross"),
+    # dual-stream blocks, then single-stream blocks, both joint [video, text] attention; the
+    # token refiner's attention over the prompt alone (context_embedder...) is not scored
+    "HunyuanVideoTransformer3DModel": ModelFamily(
+        {"joint": r"^(?:transformer_blocks|single_transformer_blocks)\.\d+\.attn$"}, "joint", joint_text_last=True),
 }
 ROW_CHOICES = ("all", "video", "text")
 
@@ -84,11 +94,12 @@ def attention_layers(model: torch.nn.Module, attention: str | None = None) -> li
     return sorted(found, key=lambda item: _forward_order(item[0]))
 
 
-_STAGE = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+_STAGE = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2, "transformer_blocks": 0, "single_transformer_blocks": 1}
 
 
 def _forward_order(name: str) -> tuple:
-    """Sort key putting UNet stages in forward order (down, mid, up), indices numerically.
+    """Sort key putting stages in forward order (UNet: down, mid, up; HunyuanVideo: dual-stream
+    ``transformer_blocks`` before ``single_transformer_blocks``), indices numerically.
 
     ``named_modules`` follows registration order, and e.g. ``UNetMotionModel`` registers
     ``up_blocks`` before ``mid_block``.
@@ -220,7 +231,7 @@ class AttentionProbe:
                              f"probe-able attention layers, indices 0..{self.num_layers - 1}")
         if rows not in ROW_CHOICES:
             raise ValueError(f"rows must be one of {', '.join(ROW_CHOICES)}, got {rows!r}")
-        if rows != "all" and not self.family.joint_text_first:
+        if rows != "all" and not self.family.joint:
             raise ValueError(f"rows={rows!r} needs joint text+video attention; {type(model).__name__} has none")
         self.layers = layers
         self.modules = [(i, *all_layers[i]) for i in layers]
@@ -277,16 +288,21 @@ class AttentionProbe:
     def _processor_call(self, wrapper: _ProbedProcessor, attn, args, kwargs):
         if not self.armed:
             return wrapper.original(attn, *args, **kwargs)
-        query_rows = None
+        text_len = None
         if self.rows != "all":
             bound = inspect.signature(wrapper.original.__call__).bind(attn, *args, **kwargs)
             text_len = bound.arguments["encoder_hidden_states"].shape[1]
-            query_rows = slice(0, text_len) if self.rows == "text" else slice(text_len, None)
         sub = 0
         real_sdpa = F.scaled_dot_product_attention
 
         def spy(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
             nonlocal sub
+            query_rows = None
+            if text_len is not None:
+                n = query.shape[-2]
+                text = slice(0, text_len) if self.family.joint_text_first else slice(n - text_len, n)
+                video = slice(text_len, n) if self.family.joint_text_first else slice(0, n - text_len)
+                query_rows = text if self.rows == "text" else video
             self._score(wrapper, sub, query, key, attn_mask, is_causal, scale, enable_gqa, query_rows)
             sub += 1
             return real_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,

@@ -88,11 +88,25 @@ def _resolve_layers(model, layers, attention) -> list[int]:
     return out
 
 
-def _guidance(pipe, guidance_scale) -> float:
-    if guidance_scale is not None:
-        return float(guidance_scale)
-    default = inspect.signature(pipe.__call__).parameters.get("guidance_scale")
-    return float(default.default) if default is not None and default.default is not inspect._empty else 1.0
+def _cfg_setting(pipe, model, call_kwargs: dict) -> tuple[str, bool]:
+    """``(name, active)``: the pipeline argument that sets classifier-free guidance, and whether
+    this call runs an unconditional branch.
+
+    Most video pipelines run CFG when ``guidance_scale > 1``. A model with guidance *embedded*
+    (``config.guidance_embeds``, e.g. HunyuanVideo) takes ``guidance_scale`` as an input of
+    every call instead; its pipeline runs a separate unconditional call only when
+    ``true_cfg_scale > 1`` and a negative prompt is given.
+    """
+    embedded = bool(getattr(getattr(model, "config", None), "guidance_embeds", False))
+    name = "true_cfg_scale" if embedded else "guidance_scale"
+    value = call_kwargs.get(name)
+    if value is None:
+        default = inspect.signature(pipe.__call__).parameters.get(name)
+        value = default.default if default is not None and default.default is not inspect._empty else 1.0
+    active = float(value) > 1.0
+    if embedded:
+        active = active and any(call_kwargs.get(k) is not None for k in ("negative_prompt", "negative_prompt_embeds"))
+    return name, active
 
 
 def _draw_seeds(num_candidates, generator) -> list[int]:
@@ -126,7 +140,8 @@ def select_noise(
 
     Args:
         pipe: a diffusers video pipeline whose ``transformer`` or ``unet`` the probe
-            supports (the toy pipeline, CogVideoX, Wan, LTX-Video, AnimateDiff, UNet3D).
+            supports (the toy pipeline, CogVideoX, Wan, LTX-Video, AnimateDiff, UNet3D,
+            HunyuanVideo).
         prompt: the prompt, as the pipeline takes it (``None`` with ``prompt_embeds``).
         num_candidates: M, how many noises to score (default 10, or ``len(seeds)``).
         seeds: the candidate seeds (default: M seeds drawn from ``generator``). Candidate
@@ -141,6 +156,8 @@ def select_noise(
         num_inference_steps: the pipeline's steps (sets the first timestep).
         guidance_scale: the pipeline's guidance; ``"cond"`` at the first step is scored
             without the unconditional half (its first-step input does not depend on guidance).
+            For a model with embedded guidance (HunyuanVideo) it is a model input and is
+            passed unchanged; its CFG is ``true_cfg_scale`` (in ``pipe_kwargs``).
         score_step: which denoising step's transformer call is scored, 0-based (0: the first,
             the paper's setting). Steps before it run in full with the pipeline's guidance,
             so scoring at step ``s`` costs about ``s`` denoising steps per candidate.
@@ -191,21 +208,22 @@ def select_noise(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     model = denoiser(pipe)
     layer_ids = _resolve_layers(model, layers, attention)
-    cfg = _guidance(pipe, guidance_scale) > 1.0
-    if branch == "uncond" and not cfg:
-        raise ValueError("branch='uncond' needs classifier-free guidance (guidance_scale > 1)")
     score_step = _check_score_step(pipe, score_step, num_inference_steps)
     call_kwargs = dict(pipe_kwargs, output_type="latent")
     if num_inference_steps is not None:
         call_kwargs["num_inference_steps"] = num_inference_steps
     if guidance_scale is not None:
         call_kwargs["guidance_scale"] = guidance_scale
+    cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
+    if branch == "uncond" and not cfg:
+        raise ValueError(f"branch='uncond' needs classifier-free guidance ({cfg_name} > 1"
+                         f"{' and a negative prompt' if cfg_name == 'true_cfg_scale' else ''})")
     # The conditional branch's first-step input (latents, timestep, prompt) does not depend on
     # guidance, and the transformer treats batch entries independently: score it in a pass
     # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG, and
     # so does every later step (its input is the guided sampler's).
     score_cfg = cfg and (branch == "uncond" or score_step > 0)
-    score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, guidance_scale=1.0)
+    score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, **{cfg_name: 1.0})
 
     per_layer, empty, latents = [], [], []
     bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)

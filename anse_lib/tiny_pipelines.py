@@ -1,7 +1,7 @@
 """Tiny, randomly initialised diffusers video pipelines, for tests and benchmarks.
 
 Nothing can be downloaded here, so these are real diffusers classes (``CogVideoXPipeline``,
-``WanPipeline``, ``LTXPipeline``, ``AnimateDiffPipeline``) built from small configs with no
+``WanPipeline``, ``LTXPipeline``, ``AnimateDiffPipeline``, ``HunyuanVideoPipeline``) built from small configs with no
 tokenizer, text encoder or VAE: they are driven with ``prompt_embeds`` and produce
 latents (``output_type="latent"``). A user with a real checkpoint calls the same
 ``anse_lib`` functions on ``XPipeline.from_pretrained(local_path)`` instead.
@@ -95,6 +95,40 @@ def tiny_ltx_pipeline(seed: int = 0, num_layers: int = 2, text_len: int = 8):
     return pipe, kwargs
 
 
+def tiny_hunyuan_video_pipeline(seed: int = 0, num_layers: int = 1, num_single_layers: int = 1, text_len: int = 8,
+                                true_cfg: bool = False):
+    """HunyuanVideo (dual-stream then single-stream blocks, joint [video, text] attention with a
+    text attention mask; guidance embedded in the model, ``true_cfg_scale`` for real CFG as a
+    second, unconditional call).
+
+    ``true_cfg=True`` adds negative embeddings and ``true_cfg_scale=4``; otherwise each step is
+    one conditional call, as with the released checkpoint's defaults.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+
+    torch.manual_seed(seed)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=num_layers,
+        num_single_layers=num_single_layers, num_refiner_layers=1, patch_size=2, patch_size_t=1, text_embed_dim=32,
+        pooled_projection_dim=16, rope_axes_dim=(4, 6, 6), guidance_embeds=True,
+    ).eval()
+    pipe = HunyuanVideoPipeline(text_encoder=None, tokenizer=None, transformer=transformer, vae=None,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=None,
+                                tokenizer_2=None)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, text_len, dtype=torch.long)
+    mask[:, -2:] = 0  # two padding tokens
+    kwargs = dict(prompt_embeds=_embeds(g, 1, text_len, 32), pooled_prompt_embeds=torch.randn(1, 16, generator=g),
+                  prompt_attention_mask=mask, height=64, width=64, num_frames=5, num_inference_steps=2,
+                  guidance_scale=6.0)
+    if true_cfg:
+        kwargs.update(negative_prompt_embeds=_embeds(g, 1, text_len, 32),
+                      negative_pooled_prompt_embeds=torch.randn(1, 16, generator=g),
+                      negative_prompt_attention_mask=mask.clone(), true_cfg_scale=4.0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, kwargs
+
+
 def tiny_unet2d(seed: int = 0, cross_attention_dim: int = 32):
     from diffusers import UNet2DConditionModel
 
@@ -141,4 +175,5 @@ PIPELINES = {
     "wan": tiny_wan_pipeline,
     "ltx": tiny_ltx_pipeline,
     "animatediff": tiny_animatediff_pipeline,
+    "hunyuan": tiny_hunyuan_video_pipeline,
 }

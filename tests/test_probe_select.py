@@ -167,6 +167,46 @@ def test_probe_rows_option_on_joint_attention():
         AttentionProbe(T.tiny_wan_pipeline()[0].transformer, rows="video")
 
 
+def test_hunyuan_video_rows_are_video_then_text_and_blocks_in_forward_order():
+    pipe, kw = T.tiny_hunyuan_video_pipeline(num_layers=2, num_single_layers=2)
+    names = [n for n, _ in attention_layers(pipe.transformer)]
+    assert names == ["transformer_blocks.0.attn", "transformer_blocks.1.attn",
+                     "single_transformer_blocks.0.attn", "single_transformer_blocks.1.attn"]
+    results = {}
+    for rows in ("all", "video", "text"):
+        with AttentionProbe(pipe.transformer, rows=rows, k=4, keep_rows=True) as probe:
+            latent_output(pipe, kw, num_inference_steps=1)
+        assert [r.name for r in probe.records] == names  # scored in the order the model runs them
+        results[rows] = probe.records[2].rows
+    text_len = kw["prompt_embeds"].shape[1]
+    assert results["text"].shape[-1] == text_len and results["all"].shape[-1] == 32 + text_len
+    assert torch.allclose(results["all"][..., -text_len:], results["text"], atol=1e-6)
+    assert torch.allclose(results["all"][..., :-text_len], results["video"], atol=1e-6)
+
+
+def test_hunyuan_video_embedded_guidance_is_kept_and_true_cfg_is_the_branch_switch():
+    """HunyuanVideo's guidance_scale is a model input: selection must score with it unchanged.
+    Its CFG is true_cfg_scale with a negative prompt: a second call per step, like Wan."""
+    pipe, kw = T.tiny_hunyuan_video_pipeline()
+    got = select_noise(pipe, None, seeds=[3], k=3, **kw)
+    with AttentionProbe(pipe.transformer, k=3) as probe:
+        latent_output(pipe, kw, seed=3, num_inference_steps=1)
+    want = torch.stack([v.mean(-1) for v in probe.scores(0).values()], 1)
+    np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6)
+    other = select_noise(pipe, None, seeds=[3], k=3, **{**kw, "guidance_scale": 1.0})
+    assert not np.allclose(other.layer_scores(), got.layer_scores())
+    with pytest.raises(ValueError, match=r"true_cfg_scale > 1 and a negative prompt"):
+        select_noise(pipe, None, seeds=[3], k=3, branch="uncond", **kw)
+    pipe, kw = T.tiny_hunyuan_video_pipeline(true_cfg=True)
+    with AttentionProbe(pipe.transformer, k=3) as probe:
+        latent_output(pipe, kw, seed=3)
+    assert probe.call_batch_sizes == [1, 1, 1, 1]  # cond, uncond per step
+    for branch, step, call in [("cond", 0, 0), ("uncond", 0, 1), ("cond", 1, 2)]:
+        got = select_noise(pipe, None, seeds=[3], k=3, branch=branch, score_step=step, **kw)
+        want = torch.stack([v.mean(-1) for v in probe.scores(call).values()], 1)
+        np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6, err_msg=f"{branch} {step}")
+
+
 @pytest.mark.parametrize("block_rows", [7, 100, None])
 def test_chunk_size_invariance(toy, block_rows):
     ref = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
