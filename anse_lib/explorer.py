@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from .capture import capture_attention
 from .select import denoiser
-from .studies.attention_views import WEIGHT_LABEL, masked_samples
+from .studies.attention_views import WEIGHT_LABEL, key_mass, masked_samples
 from .viz import gif_bytes
 
 
@@ -245,6 +245,7 @@ class AttentionExplorer:
         n = cap.num_tokens
         s = {name: float(v[head, q]) for name, v in stats.items()}
         layer_mean = float(stats["bansa"].mean())
+        mass = key_mass(cap, layer, head, q)
         rows = [
             ("BANSA of this row", f"{s['bansa']:.4f} nats"),
             ("= kept-mass term E[-log Z]", f"{s['kept_mass_term']:.4f}"),
@@ -252,6 +253,7 @@ class AttentionExplorer:
             ("row entropy H", f"{s['entropy']:.3f} nats (log N = {math.log(n):.3f})"),
             ("effective keys exp(H)", f"{s['effective_keys']:.1f} of {n}"),
             ("collision &Sigma;a&sup2;", f"{s['collision']:.5f} (uniform: {1 / n:.5f})"),
+            ("weight on words / padding / video", " / ".join(f"{v:.3f}" for v in mass.values())),
             ("this layer's BANSA (all heads, rows)", f"{layer_mean:.4f} nats"),
             ("masks", f"K = {c['k']}, p = {c['drop_prob']:.2f}, seed {c['mask_seed']}"),
         ]

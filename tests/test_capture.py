@@ -107,6 +107,11 @@ def test_attention_views_draw(toy):
                 V.masked_samples_figure(cap, 0, 1, 30, "patch"), V.bansa_maps_figure(cap),
                 V.bansa_maps_figure(cap, by="head", layer=1), V.entropy_histograms({"seed 0": cap})):
         assert fig.axes
+    mass = V.key_mass(cap, 0, None, 30)
+    assert list(mass) == ["prompt words", "text padding", "video patches"]
+    assert sum(mass.values()) == pytest.approx(1, abs=1e-5)
+    words = V.top_words(cap, 0, 30, n=2)
+    assert len(words) == 2 and words[0][1] >= words[1][1] and {w for w, _ in words} <= set(cap.words)
     samples = V.masked_samples(cap, 0, 1, 30)
     assert samples.shape == (3, 532)
     np.testing.assert_allclose(samples.sum(-1), 1, atol=1e-5)

@@ -52,6 +52,14 @@ def _frames_row(axes, values, capture, norm, cmap="magma"):
     return im
 
 
+def _mark_query(axes, capture, query: int):
+    """A cyan square on the query's own patch, when the query is a video token."""
+    if query >= capture.text_len:
+        i = query - capture.text_len
+        _, h, w = capture.grid
+        axes[i // (h * w)].plot([i % w], [(i // w) % h], marker="s", ms=7, mfc="none", mec="cyan", mew=1.5)
+
+
 def _text_panel(ax, values, capture, norm, cmap="magma"):
     words = capture.text_values(values).numpy()
     ax.imshow(words[:, None], norm=norm, cmap=cmap, aspect="auto")
@@ -81,10 +89,12 @@ def query_rows_figure(capture, layer: int, queries: dict, head: int | None = Non
         im = _frames_row(axes[r, :nf], values, capture, norm)
         _text_panel(axes[r, nf], values, capture, norm)
         axes[r, 0].set_ylabel(label, fontsize=8)
+        _mark_query(axes[r, :nf], capture, queries[label])
     for f in range(nf):
         axes[0, f].set_title(f"frame {f}", fontsize=8)
     axes[0, nf].set_title("words", fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.8, label=WEIGHT_LABEL, pad=0.06)
+    fig.colorbar(im, ax=axes, shrink=0.8, label=WEIGHT_LABEL, pad=0.12)
+    fig.text(0.01, 0.01, "cyan square: the query's own patch", fontsize=8)
     head_txt = "mean over heads" if head is None else f"head {head}"
     fig.suptitle(title or f"Where each query row looks: layer {layer}, {head_txt}, step {capture.step} "
                  f"(t = {capture.timestep:.0f})", fontsize=10)
@@ -107,7 +117,7 @@ def masked_samples_figure(capture, layer: int, head: int, query: int, label: str
     """The row, ``n`` of its K masked samples and their mean, as frame panels on one scale."""
     samples = masked_samples(capture, layer, head, query)
     a = capture.probs(layer, head, [query])[0]
-    rows = {"the row": a, **{f"mask {i + 1} of {len(samples)}": samples[i] for i in range(n)},
+    rows = {"the row": a, **{f"mask {i + 1} of {len(samples)}\n(white: dropped)": samples[i] for i in range(n)},
             f"mean of the {len(samples)} samples": samples.mean(0)}
     rows = {key: v * capture.num_tokens for key, v in rows.items()}
     norm = weight_norm(list(rows.values()))
@@ -116,6 +126,7 @@ def masked_samples_figure(capture, layer: int, head: int, query: int, label: str
     for r, (name, values) in enumerate(rows.items()):
         im = _frames_row(axes[r], values, capture, norm)
         axes[r, 0].set_ylabel(name, fontsize=8)
+        _mark_query(axes[r], capture, query)
     for f in range(nf):
         axes[0, f].set_title(f"frame {f}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label=WEIGHT_LABEL)
@@ -167,6 +178,19 @@ def candidate_map(capture, mask_seed: int | None = None) -> torch.Tensor:
     """
     return torch.stack([capture.row_statistics(i, mask_seed=mask_seed)["bansa"].mean(0)
                         for i in capture.layers]).mean(0)
+
+
+def top_words(capture, layer: int, query: int, n: int = 3, head: int | None = None) -> list[tuple[str, float]]:
+    """The ``n`` prompt words a row weighs most: ``[(word, weight x N), ...]`` (head None: mean over heads)."""
+    w = capture.text_values(_weights(capture, layer, head, query))
+    order = torch.argsort(w, descending=True)[:n]
+    return [(capture.words[int(i)], float(w[i])) for i in order]
+
+
+def key_mass(capture, layer: int, head: int | None, query: int) -> dict[str, float]:
+    """Share of a row's weight on the prompt's words, the text padding and the video patches."""
+    probs = capture.mean_probs(layer, [query])[0] if head is None else capture.probs(layer, head, [query])[0]
+    return {group: float(probs[idx].sum()) for group, idx in token_groups(capture).items()}
 
 
 def token_groups(capture) -> dict[str, torch.Tensor]:
