@@ -208,14 +208,16 @@ def keep_masks(
     """Bernoulli keep-masks ``(K, G, R, Nk)`` (bool, True = keep) for heads ``(G,)`` and rows ``(R,)``.
 
     Entry ``[s, g, r, j]`` is a fixed function of ``(seed, salt, heads[g], rows[r], j, s)``;
-    it is kept with probability ``1 - drop_prob`` (quantised to 1/65536).
+    it is kept with probability ``1 - drop_prob`` (quantised to 1/65536). The masks are
+    hashed on ``rows``' device (integer arithmetic: the same bits on any device).
     """
     check_k(k)
     threshold = _keep_threshold(drop_prob)
-    row_key = mask_row_keys(heads, rows, seed, salt)  # (G, R)
-    cols = torch.arange(num_keys, dtype=torch.int64) * _M1
+    device = rows.device
+    row_key = mask_row_keys(heads.to(device), rows, seed, salt)  # (G, R)
+    cols = torch.arange(num_keys, dtype=torch.int64, device=device) * _M1
     per_hash = 64 // _MASK_BITS
-    out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool)
+    out = torch.empty((k, heads.numel(), rows.numel(), num_keys), dtype=torch.bool, device=device)
     for c in range((k + per_hash - 1) // per_hash):
         # SplitMix64: one finaliser over a distinct counter per (row, key, word)
         bits = _mix64_(row_key[:, :, None] + (cols + _wrap64(c * _GOLDEN)))
@@ -303,11 +305,17 @@ class _MaskCache:
         self._bytes = 0
 
     def get(self, k, heads: range, rows: torch.Tensor, num_keys, drop_prob, seed, salt) -> torch.Tensor:
-        key = (k, heads.start, heads.stop, rows.numpy().tobytes(), num_keys, drop_prob, seed, salt)
+        """Masks for ``heads`` and ``rows``, hashed on ``rows``' device (cached blocks stay there)."""
+        if self.max_bytes <= 0:
+            return keep_masks(k, torch.arange(heads.start, heads.stop, device=rows.device), rows, num_keys,
+                              drop_prob, seed, salt)
+        key = (k, heads.start, heads.stop, str(rows.device), rows.cpu().numpy().tobytes(), num_keys, drop_prob,
+               seed, salt)
         hit = self._store.get(key)
         if hit is not None:
             return hit
-        masks = keep_masks(k, torch.arange(heads.start, heads.stop), rows, num_keys, drop_prob, seed, salt)
+        masks = keep_masks(k, torch.arange(heads.start, heads.stop, device=rows.device), rows, num_keys, drop_prob,
+                           seed, salt)
         size = masks.numel() * masks.element_size()
         if size <= self.max_bytes:
             while self._bytes + size > self.max_bytes and self._store:
@@ -411,8 +419,9 @@ def bansa_chunked(
     thread), whatever Nq. Masks are indexed by (head, row, key) only, not by batch index:
     every batch entry (candidate) gets the same masks, and the result equals
     :func:`bansa_bernoulli` with the same ``seed`` and ``salt`` (to float rounding),
-    whatever ``block_rows``. The computation runs on the inputs' device (masks are made
-    on the CPU, cached, and moved there block by block).
+    whatever ``block_rows``. The computation runs on the inputs' device: with
+    ``backend="torch"`` (the one used on a GPU) masks are hashed there and results stay
+    there until the end, so the block loop makes no host copy.
 
     Args:
         query: ``(B, H, Nq, D)`` queries; with ``key``, the probabilities are
@@ -512,6 +521,8 @@ def bansa_chunked(
     if row_sample is not None:
         rows_idx = sample_query_rows(rows_idx, row_sample, seed, salt)  # validates row_sample
     nr = rows_idx.numel()
+    if backend != "compiled":
+        rows_idx = rows_idx.to(src.device)  # indices, masks and results stay on the scorer's device
     if block_rows is None:
         if block_bytes is None:
             block_bytes = max(16 << 20, query.numel() * 4) if query is not None else 256 << 20
@@ -527,8 +538,9 @@ def bansa_chunked(
     batch_per_block = min(b, block_rows)
     rows_per_block = min(nr, max(1, block_rows // batch_per_block))
     heads_per_block = max(1, min(h, block_rows // (batch_per_block * rows_per_block)))
-    out = torch.empty(b, h, nr, dtype=torch.float32)
-    empty = torch.zeros(b, h, dtype=torch.int64)
+    # results stay on the scorer's device until the end: no host copy (and no sync) per block
+    out = torch.empty(b, h, nr, dtype=torch.float32, device=src.device)
+    empty = torch.zeros(b, h, dtype=torch.int64, device=src.device)
     threshold = _keep_threshold(drop_prob)
     # one logits buffer for every block: a fresh block-sized tensor per block costs more
     # (page faults on new memory) than the matrix product that fills it
@@ -551,8 +563,7 @@ def bansa_chunked(
             if backend == "compiled":
                 keys = row_keys[hs, r0 : r0 + rows_per_block].reshape(-1)
             else:
-                masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(device=src.device,
-                                                                                     dtype=accumulate_dtype)
+                masks = MASK_CACHE.get(k, heads, rsel, nk, drop_prob, seed, salt).to(dtype=accumulate_dtype)
             for b0 in range(0, b, batch_per_block):
                 bs = slice(b0, min(b, b0 + batch_per_block))
                 x = _block_logits(bs, hs, rsel, query, key_t, logits, probs, scale, attn_mask, buffer, masked_logit)
@@ -562,9 +573,9 @@ def bansa_chunked(
                 else:
                     rows, e = _bansa_rows_block((x if probs is not None else torch.softmax(x, -1)).to(accumulate_dtype),
                                                 masks)
-                out[bs, hs, r0 : r0 + rows_per_block] = rows.float().cpu()
-                empty[bs, hs] += e.cpu()
-    return BansaRows(rows=out, empty_rows=empty)
+                out[bs, hs, r0 : r0 + rows_per_block] = rows
+                empty[bs, hs] += e
+    return BansaRows(rows=out.cpu(), empty_rows=empty.cpu())
 
 
 def block_bytes_per_row(k: int, num_keys: int, accumulate_dtype: torch.dtype = torch.float32,

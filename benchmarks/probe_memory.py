@@ -1,6 +1,13 @@
 """Peak extra memory of the armed probe vs a plain forward, and vs the naive computation.
 
     python benchmarks/probe_memory.py      # ~5 min on 2 cores
+    python benchmarks/probe_memory.py --device cuda   # on a GPU: peak GPU memory at CogVideoX-2B's size
+
+``--device cuda`` measures peak GPU memory (``torch.cuda.max_memory_allocated``) of the
+first-step forward of M = 10 candidates through a random-weight transformer of
+CogVideoX-2B's size (30 layers, 30 heads x 64, 17,776 tokens, bf16), plain vs with the
+probe armed on layers 1..14 (K = 10, all rows, the PyTorch scorer). Without a GPU it says
+so and exits; ``--device cpu`` (the default) runs the CPU measurement below.
 
 The forward that selection runs: the first step of M = 10 candidates (the conditional
 branch, one batch) through a random-initialised CogVideoX at 4,220 tokens (4,212 video +
@@ -82,7 +89,52 @@ def measure(variant, row_sample=None, mask_cache_bytes=0):
     return foot[REPEATS // 2], act[REPEATS // 2], foot[-1] - foot[0]
 
 
-def main():
+def gpu_peaks() -> None:
+    """Peak GPU memory of the 2B-sized first step, plain vs armed (layers 1..14), in MiB."""
+    from selection_overhead import gpu_cogvideox_2b
+
+    from anse_lib.probe import AttentionProbe, StopForward
+
+    pipe, kw = gpu_cogvideox_2b()
+    model = pipe.transformer
+    lat = torch.randn(M, 13, 4, 60, 90, device="cuda", dtype=torch.bfloat16)
+    rope = pipe._prepare_rotary_positional_embeddings(480, 720, 13, "cuda")
+    args = dict(hidden_states=lat, encoder_hidden_states=kw["prompt_embeds"].repeat(M, 1, 1),
+                timestep=torch.full((M,), 999, device="cuda"), image_rotary_emb=rope)
+    peaks = {}
+    with torch.no_grad():
+        for variant in ("plain", "armed"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            if variant == "plain":
+                model(**args)
+            else:
+                with AttentionProbe(model, layers=range(14), k=K, stop_at=(0, 13)) as probe:
+                    try:
+                        model(**args)
+                    except StopForward:
+                        pass
+                assert len(probe.records) == 14
+            torch.cuda.synchronize()
+            peaks[variant] = torch.cuda.max_memory_allocated() / 2**20
+    print(f"GPU {torch.cuda.get_device_name()}: CogVideoX-2B size, M={M}, bf16; peak allocated")
+    print(f"plain first step (all 30 layers): {peaks['plain']:,.0f} MiB")
+    extra = peaks["armed"] / peaks["plain"] - 1
+    print(f"armed, layers 1..14, K={K}, all rows: {peaks['armed']:,.0f} MiB ({extra:+.1%})")
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    args = ap.parse_args(argv)
+    from selection_overhead import check_device
+
+    check_device(args.device, ap)
+    if args.device == "cuda":
+        gpu_peaks()
+        return
     tokens = ((FRAMES - 1) // 4 + 1) * (SIZE // 16) ** 2 + 8
     print(f"CogVideoX, random weights: {tokens} tokens, {LAYERS} layers, {HEADS} heads x {HEAD_DIM}; "
           f"batch of M={M} candidates; K={K}")

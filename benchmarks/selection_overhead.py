@@ -2,6 +2,14 @@
 
     python benchmarks/selection_overhead.py            # both models (2-10 min on 2 cores)
     python benchmarks/selection_overhead.py --only toy
+    python benchmarks/selection_overhead.py --device cuda   # on a GPU: a CogVideoX-2B-sized model
+
+``--device cuda`` measures, on a GPU, a random-weight transformer of CogVideoX-2B's size
+(30 layers, 30 heads x 64, 17,776 tokens = 13 x 30 x 45 video + 226 text, bf16) at the
+paper's setting: M = 10, d = 14, K = 10, the conditional branch, all rows, next to the bound
+M x (d/L) / (2 x steps). The scorer there is the PyTorch one (``backend="torch"``, the
+default off the CPU). Without a GPU it says so and exits; ``--device cpu`` (the default)
+runs the CPU sizes below.
 
 Plain generation: one video, 50 steps with CFG (100 transformer passes over one video).
 Selection: M = 10 candidates, K = 10 masks, layers 1..d scored at the first step (the
@@ -123,7 +131,8 @@ def torch_backend():
     return mock.patch.object(bansa, "BACKEND", "torch")
 
 
-def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeats=1):
+def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeats=1,
+           variants=("off", "logits", None, "torch", ROW_SAMPLE)):
     plain = plain_seconds(pipe, prompt, kw, extrapolate, repeats)
     how = "extrapolated from 1 and 3 steps" if extrapolate else "measured"
     print(f"\n{name}\nplain generation ({STEPS} steps, CFG): {plain:.2f} s ({how})")
@@ -135,7 +144,7 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeat
     select(1, ROW_SAMPLE)  # warm-up
     for d in depths:
         bound = M * (d / num_layers) / (2 * STEPS)
-        for rs in ("off", "logits", None, "torch", ROW_SAMPLE):  # all rows before sampled ones: compared with them
+        for rs in variants:  # all rows before sampled ones: compared with them
             ctx = {"off": scorer_off, "logits": logits_only, "torch": torch_backend}.get(rs, contextlib.nullcontext)()
             with ctx:
                 out = []
@@ -160,10 +169,35 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeat
                   f"{100 * (ratio - bound):13.1f} {agree:>15} {spread:>15}", flush=True)
 
 
+def check_device(device: str, parser) -> None:
+    """Refuse ``--device cuda`` cleanly (one ``error:`` line, exit 2) when no GPU is present."""
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.exit(2, f"error: --device cuda: no GPU is present here (torch.cuda.is_available() is False, "
+                       f"torch {torch.__version__}); run with --device cpu for the CPU sizes\n")
+
+
+def gpu_cogvideox_2b():
+    """A random-weight CogVideoX of CogVideoX-2B's size on the GPU in bf16, and its call arguments."""
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=30, frames=49, height=480, width=720, heads=30, head_dim=64,
+                                         text_len=226)
+    pipe.to("cuda", torch.bfloat16)
+    kw = {k: (v.to("cuda", torch.bfloat16) if torch.is_tensor(v) else v) for k, v in kw.items()
+          if k != "num_inference_steps"}
+    return pipe, kw
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("toy", "cogvideox"), default=None)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args(argv)
+    check_device(args.device, ap)
+    if args.device == "cuda":
+        pipe, kw = gpu_cogvideox_2b()
+        print(f"M={M} candidates, K={K}, d=14 of 30, GPU {torch.cuda.get_device_name()}, bf16, scorer: PyTorch")
+        report("CogVideoX-2B size, random weights (17,550 video + 226 text tokens, 30 layers, 30 heads x 64)", pipe,
+               None, kw, 30, [14], extrapolate=True, repeats=2, variants=("off", None, ROW_SAMPLE))
+        return
     scorer = "compiled" if kernel.available() else f"PyTorch ({kernel.build_error()})"
     print(f"M={M} candidates, K={K}, row_sample={ROW_SAMPLE}, {torch.get_num_threads()} threads, scorer: {scorer}")
     if args.only in (None, "toy"):

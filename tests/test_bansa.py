@@ -379,3 +379,30 @@ def test_chunked_independent_of_default_dtype(backend):
     finally:
         torch.set_default_dtype(saved)
     assert got.rows.dtype == torch.float32 and torch.allclose(got.rows, ref.rows, atol=1e-7)
+
+
+def test_torch_scorer_keeps_masks_and_results_on_its_device_no_host_copy_per_block(monkeypatch):
+    """The GPU path (backend="torch") hashes masks on the scorer's device and copies results to
+    the host once at the end: counted here on the CPU by spying on Tensor.cpu and Tensor.to."""
+    g = torch.Generator().manual_seed(0)
+    q, kk = torch.randn(2, 3, 40, 8, generator=g), torch.randn(2, 3, 40, 8, generator=g)
+    want = B.bansa_chunked(q, kk, k=4, backend="torch")
+    calls = {"cpu": 0, "to_device": 0}
+    real_cpu, real_to = torch.Tensor.cpu, torch.Tensor.to
+
+    def spy_cpu(self, *a, **kw):
+        calls["cpu"] += 1
+        return real_cpu(self, *a, **kw)
+
+    def spy_to(self, *a, **kw):
+        target = kw.get("device", next((x for x in a if isinstance(x, (str, torch.device))), None))
+        if target is not None and torch.device(target) != self.device:  # a real copy between devices
+            calls["to_device"] += 1
+        return real_to(self, *a, **kw)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", spy_cpu)
+    monkeypatch.setattr(torch.Tensor, "to", spy_to)
+    got = B.bansa_chunked(q, kk, k=4, backend="torch", block_rows=5)  # 48 blocks
+    monkeypatch.undo()
+    assert calls["cpu"] <= 2 and calls["to_device"] == 0, calls
+    assert torch.allclose(got.rows, want.rows, atol=1e-6) and torch.equal(got.empty_rows, want.empty_rows)
