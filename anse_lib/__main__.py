@@ -15,13 +15,14 @@ import sys
 
 
 def _layers(text: str | None):
-    """'6' -> depth 6 (layers 1..6); '0,2,5' -> those indices; None -> all."""
-    if text is None:
-        return None
+    """'6' -> depth 6 (layers 1..6); '0,2,5' -> those indices; 'all' -> all layers; None -> the default."""
+    if text is None or text == "all":
+        return text
     try:
         return [int(t) for t in text.split(",")] if "," in text else int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes a depth d or comma-separated indices, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--layers takes a depth d, comma-separated indices or 'all', got {text!r}") from None
 
 
 def _load(model: str | None):
@@ -93,7 +94,9 @@ def main(argv=None) -> int:
                        help="M, number of candidate seeds (default 10)")
         p.add_argument("-k", type=int, default=10, help="K, Bernoulli mask samples (default 10)")
         p.add_argument("--drop-prob", type=float, default=0.2, help="probability of dropping an entry (default 0.2)")
-        p.add_argument("--layers", type=_layers, default=None, help="depth d, or comma-separated layer indices")
+        p.add_argument("--layers", type=_layers, default=None,
+                       help="depth d, comma-separated layer indices, or 'all' (default: the toy model's calibrated "
+                            "d*, all layers for other models)")
         p.add_argument("--figures", default=None, help="folder for the figures (default: figures/)")
 
     # no --model: the demo scores videos with ToyBench, which only understands toy-world prompts

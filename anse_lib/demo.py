@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import viz
+from . import sweeps, viz
 from .probe import attention_layers
 from .select import SelectionResult, denoiser, generate_with_anse, select_noise
 from .toyworld import toybench
@@ -34,6 +34,40 @@ class DemoRow:
     plain_seconds: float
 
 
+def calibrated_depth(pipe) -> tuple[int | None, str]:
+    """The depth to score by default: the cached d* of this toy model, and where it comes from.
+
+    ``(d, description)`` when ``data/sweeps/depth_calibration`` was made for the pipeline's
+    own folder (``benchmarks/toy_depth_calibration.py``: the paper's rule on the held-out
+    sweep); ``(None, reason)`` (all layers) for any other model or a stale cache.
+    """
+    folder = getattr(pipe, "name_or_path", None)
+    if type(pipe).__name__ != "ToyVideoPipeline" or not folder:
+        return None, "all layers (no calibrated depth for this model; see calibrate_depth)"
+    try:
+        curve, meta = sweeps.load("depth_calibration", folder)
+    except (FileNotFoundError, sweeps.StaleResultsError) as err:
+        return None, f"all layers (no calibrated depth: {err})"
+    cfg = meta["config"]
+    hit = curve[curve.r_pooled >= cfg["tau"]].iloc[0]
+    d = int(hit.depth)
+    return d, (f"layers 1..{d} of {len(curve)}, the calibrated d* (pooled r = {hit.r_pooled:.2f} >= {cfg['tau']} "
+               f"over {cfg['prompts']} held-out prompts x {cfg['seeds']} seeds; "
+               f"benchmarks/toy_depth_calibration.py)")
+
+
+def resolve_layers(pipe, layers, out=print):
+    """``None`` -> the calibrated depth (or all layers), ``"all"`` -> all layers; anything else as given."""
+    if layers == "all":
+        out("scoring all layers (--layers all)")
+        return None
+    if layers is None:
+        d, why = calibrated_depth(pipe)
+        out(f"scoring {why}")
+        return d
+    return layers
+
+
 def _generate(pipe, prompt, seed, steps, guidance):
     t0 = time.perf_counter()
     video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance,
@@ -49,6 +83,7 @@ def run_demo(pipe, prompts=DEMO_PROMPTS, num_candidates: int = 10, k: int = 10, 
 
     steps = steps or DEFAULT_STEPS
     guidance = guidance or DEFAULT_GUIDANCE
+    layers = resolve_layers(pipe, layers, out)
     # warm-up, untimed: the first call builds the compiled scorer and fills caches, which
     # would otherwise be counted as the cost of selecting for the first prompt
     select_noise(pipe, prompts[0], seeds=[0], k=k, drop_prob=drop_prob, layers=layers)
@@ -136,6 +171,7 @@ def select_command(pipe, prompt: str | None, num_candidates: int, k: int, drop_p
                    folder=viz.FIGURES_DIR, **pipe_kwargs) -> SelectionResult:
     """``python -m anse_lib select``: progress bar, table of candidates, winner's GIF, bar plot."""
     kwargs = dict(pipe_kwargs)
+    layers = resolve_layers(pipe, layers, out)
     if steps is not None:
         kwargs["num_inference_steps"] = steps
     if guidance is not None:

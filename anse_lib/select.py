@@ -459,8 +459,26 @@ def calibrate_depth(pipe, prompts: list, seeds: list[int], tau: float = 0.7, **s
     for i, prompt in enumerate(prompts):
         res = select_noise(pipe, prompt, seeds=seeds, layers=None, **select_kwargs)
         frames.append(res.scores.assign(prompt=prompt if isinstance(prompt, str) else i))
-    scores = pd.concat(frames, ignore_index=True)
+    return calibration_from_scores(pd.concat(frames, ignore_index=True), tau)
+
+
+def calibration_from_scores(scores: pd.DataFrame, tau: float = 0.7) -> DepthCalibration:
+    """The depth rule of :func:`calibrate_depth` on scores already computed.
+
+    Args:
+        scores: one row per (prompt, seed) with a ``prompt`` column and one ``layer_XX``
+            column per layer, all layers scored (e.g. a cached sweep of ``select_noise``'s
+            tables).
+        tau: the correlation d* must reach, in (0, 1].
+
+    Returns:
+        :class:`DepthCalibration`.
+    """
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
     layer_cols = sorted(c for c in scores.columns if c.startswith("layer_"))
+    if not layer_cols or "prompt" not in scores.columns:
+        raise ValueError("scores need a 'prompt' column and 'layer_XX' columns")
     per_layer = scores[layer_cols].to_numpy()
     cumulative = np.cumsum(per_layer, 1) / np.arange(1, per_layer.shape[1] + 1)
     full = cumulative[:, -1]

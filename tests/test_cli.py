@@ -23,3 +23,16 @@ def test_bad_input_is_one_error_line(argv, says, capsys, tmp_path):
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
     assert not list(tmp_path.iterdir()), "nothing is written on bad input"
+
+
+@pytest.mark.parametrize("layers, says, scored", [
+    ([], "scoring layers 1..3 of 4, the calibrated d*", ["layer_00", "layer_01", "layer_02"]),
+    (["--layers", "all"], "scoring all layers (--layers all)", ["layer_00", "layer_01", "layer_02", "layer_03"]),
+])
+def test_select_defaults_to_the_calibrated_depth_of_the_toy_model(layers, says, scored, capsys, tmp_path):
+    code = main(["select", "--figures", str(tmp_path), "--prompt", "a red circle moving left", "--candidates", "2",
+                 "--steps", "2", *layers])
+    out = capsys.readouterr().out
+    assert code == 0 and says in out
+    header = next(line for line in out.splitlines() if "bansa" in line)
+    assert [c for c in header.split() if c.startswith("layer_")] == scored

@@ -1,6 +1,7 @@
 """Cached sweeps: resume after interruption, reuse a complete cache, refuse another model's results."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,3 +55,16 @@ def test_atomic_write_gives_the_permissions_open_would(tmp_path):
     atomic_write_text(tmp_path / "atomic.txt", "x")
     assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_cached_depth_calibration_recomputes_from_the_cached_heldout_sweep():
+    """data/sweeps/depth_calibration is the paper's depth rule applied to heldout_quality, for this model."""
+    from anse_lib.select import calibration_from_scores
+    from anse_lib.toyworld import DEFAULT_MODEL_DIR
+
+    curve, meta = sweeps.load("depth_calibration", DEFAULT_MODEL_DIR)
+    table, _ = sweeps.load(meta["config"]["source"], DEFAULT_MODEL_DIR)
+    again = calibration_from_scores(table, meta["config"]["tau"])
+    np.testing.assert_allclose(curve[["r_pooled", "r_within_prompt"]], again.curve[["r_pooled", "r_within_prompt"]],
+                               atol=1e-6)
+    assert again.d_star == int(curve[curve.r_pooled >= meta["config"]["tau"]].depth.iloc[0])
