@@ -146,3 +146,31 @@ def test_mask_playground_callbacks():
         pg.controls[name].value = value
         assert pg.error.value == "" and pg.image.value != before, name
     assert "image/png" in pg._repr_mimebundle_()
+
+
+# --- baselines and the look-ahead control (issue 18's harness) ----------------------------------------
+def test_attention_scores_match_selection_and_split_rows(toy):
+    from anse_lib.studies.selectors import attention_scores
+
+    table = attention_scores(toy, PROMPT, seeds=[3, 4], k=4)
+    sel = select_noise(toy, PROMPT, seeds=[3, 4], k=4)
+    np.testing.assert_allclose(table[["bansa_00", "bansa_01"]].to_numpy(), sel.layer_scores(), atol=1e-6)
+    n, t = 532, 20
+    mixed = (t * table.bansa_text_00 + (n - t) * table.bansa_video_00) / n
+    np.testing.assert_allclose(mixed, table.bansa_00, atol=1e-6)
+    assert (table.entropy_00 > 0).all() and (table.collision_00 < 1).all()
+    assert not np.allclose(table.bansa_other_00, table.bansa_00)
+
+
+def test_lookahead_at_the_last_step_is_the_generated_video(toy):
+    from anse_lib.studies.selectors import lookahead_x0
+
+    x0 = lookahead_x0(toy, PROMPT, seeds=[1, 2], steps=(1, 3), num_inference_steps=3)
+    assert set(x0) == {1, 3} and x0[1].shape == (2, *toy.video_shape)
+    final = toy(PROMPT, num_inference_steps=3, num_videos_per_prompt=2, output_type="latent",
+                generator=[torch.Generator().manual_seed(s) for s in (1, 2)]).frames
+    torch.testing.assert_close(x0[3], final, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(x0[1], final, atol=1e-3)
+    assert "step" not in vars(toy.scheduler)  # the scheduler's own step is back
+    with pytest.raises(ValueError, match="must be in 1..num_inference_steps"):
+        lookahead_x0(toy, PROMPT, seeds=[1], steps=(4,), num_inference_steps=3)

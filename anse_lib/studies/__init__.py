@@ -10,4 +10,5 @@ here re-implements its math. One module per idea, each naming the notebook it se
 - ``analysis``: selection outcomes, bootstrap intervals, within-prompt correlations (00, 08)
 - ``mask_playground``: a widget with one synthetic row, its K masked samples and its score (02, 03)
 - ``attention_views``: pictures of a model's captured attention and its row statistics (04)
+- ``selectors``: baselines next to BANSA (entropy, collision, kept mass, row subsets) and the look-ahead control
 """
