@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,3 +19,23 @@ def test_device_cuda_without_a_gpu_is_one_error_line(script):
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --device cuda: no GPU is present here"), out.stderr
+
+
+def test_score_quality_study_tiny_run_agrees_with_the_cached_heldout_sweep(tmp_path):
+    """A 1-prompt x 2-seed run of the study's sweep: its first-step BANSA per layer is the cached
+    held-out sweep's (same prompt, seeds and settings), and every selector column is there."""
+    import pandas as pd
+
+    from anse_lib import sweeps
+    from anse_lib.toyworld import DEFAULT_MODEL_DIR
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "score_quality_study.py"), "--prompts", "1",
+                          "--seeds", "2", "--later-steps", "1", "--lookahead", "1,2", "--folder", str(tmp_path),
+                          "--name", "tiny"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "tiny.csv")
+    assert len(table) == 2 and {"step1_bansa_00", "lookahead2_semantic", "entropy_03", "bansa_video_01"} <= set(table)
+    cached, _ = sweeps.load("heldout_quality", DEFAULT_MODEL_DIR)
+    first = cached[(cached.prompt_index == 0) & cached.seed.isin([0, 1])].sort_values("seed")
+    for layer in range(4):
+        np.testing.assert_allclose(table[f"bansa_{layer:02d}"], first[f"layer_{layer:02d}"], atol=1e-5)
