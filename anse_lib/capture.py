@@ -8,7 +8,7 @@ demand, one head at a time: a head's probabilities ``softmax(q k^T * scale)`` an
 statistics (:mod:`anse_lib.rowstats`).
 
 Memory. The capture holds ``2 x H x N x D`` values per layer (the toy model: 4 layers x 4
-heads x 532 tokens x 32, 1.1 MB in all). One head's full map is ``N^2`` values: 1.1 MB at
+heads x 532 tokens x 32, 2.2 MB in all in float32). One head's full map is ``N^2`` values: 1.1 MB at
 532 tokens, but 1.3 GB in float32 at CogVideoX-2B's 17,776 tokens, so at 4k+ tokens ask for
 rows (:meth:`AttentionCapture.probs` with ``rows=``) rather than whole maps, and capture few
 layers (``layers=``).
