@@ -27,7 +27,7 @@ import torch
 from .bansa import check_drop_prob, check_k
 from .probe import model_family
 from .rowstats import row_statistics
-from .select import _cfg_setting, _check_score_step, denoiser, run_probe
+from .select import _check_score_step, _resolve_layers, _scoring_call, denoiser, run_probe
 
 
 @dataclass
@@ -153,7 +153,7 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
             ``torch.Generator().manual_seed(seed)``).
         step: the denoising step, 0-based (0: the first, where ANSE scores). Earlier steps
             run in full with the pipeline's guidance, as in ``select_noise(score_step=)``.
-        layers: which attention layers to keep (default: all).
+        layers: which attention layers to keep, as in ``select_noise`` (default: all).
         k, drop_prob, mask_seed: the probe's masks (the paper's K = 10, p = 0.2).
         num_inference_steps, guidance_scale: the pipeline's, as in ``select_noise``.
         words: names of the text tokens (default: the prompt split on spaces, right for the
@@ -178,18 +178,11 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
     if not model_family(model).joint_text_first:
         raise ValueError(f"capture_attention maps joint text+video attention (CogVideoX-style); "
                          f"{type(model).__name__} has none")
-    layer_ids = list(range(len(model.transformer_blocks))) if layers is None else sorted(set(int(i) for i in layers))
+    layer_ids = _resolve_layers(model, layers, None)
     step = _check_score_step(pipe, step, num_inference_steps)
-    call_kwargs = dict(pipe_kwargs, output_type="latent")
-    if num_inference_steps is not None:
-        call_kwargs["num_inference_steps"] = num_inference_steps
-    if guidance_scale is not None:
-        call_kwargs["guidance_scale"] = guidance_scale
-    cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
-    score_cfg = cfg and step > 0
-    if cfg and not score_cfg:
-        call_kwargs[cfg_name] = 1.0  # the first step's cond input does not depend on CFG
-    probe, call, latents = run_probe(pipe, model, prompt, [int(seed)], layer_ids, "cond", score_cfg, step, call_kwargs,
+    _, score_kwargs, _, score_cfg = _scoring_call(pipe, model, "cond", step, num_inference_steps, guidance_scale,
+                                                  pipe_kwargs)
+    probe, call, latents = run_probe(pipe, model, prompt, [int(seed)], layer_ids, "cond", score_cfg, step, score_kwargs,
                                      dict(k=k, drop_prob=drop_prob, mask_seed=mask_seed, keep_rows=True,
                                           keep_inputs=True))
     records = [r for r in probe.records if r.call == call and r.sub == 0]

@@ -209,21 +209,8 @@ def select_noise(
     model = denoiser(pipe)
     layer_ids = _resolve_layers(model, layers, attention)
     score_step = _check_score_step(pipe, score_step, num_inference_steps)
-    call_kwargs = dict(pipe_kwargs, output_type="latent")
-    if num_inference_steps is not None:
-        call_kwargs["num_inference_steps"] = num_inference_steps
-    if guidance_scale is not None:
-        call_kwargs["guidance_scale"] = guidance_scale
-    cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
-    if branch == "uncond" and not cfg:
-        raise ValueError(f"branch='uncond' needs classifier-free guidance ({cfg_name} > 1"
-                         f"{' and a negative prompt' if cfg_name == 'true_cfg_scale' else ''})")
-    # The conditional branch's first-step input (latents, timestep, prompt) does not depend on
-    # guidance, and the transformer treats batch entries independently: score it in a pass
-    # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG, and
-    # so does every later step (its input is the guided sampler's).
-    score_cfg = cfg and (branch == "uncond" or score_step > 0)
-    score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, **{cfg_name: 1.0})
+    call_kwargs, score_kwargs, cfg, score_cfg = _scoring_call(pipe, model, branch, score_step, num_inference_steps,
+                                                             guidance_scale, pipe_kwargs)
 
     per_layer, empty, latents = [], [], []
     bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)
@@ -330,6 +317,31 @@ def run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, ca
             pipe.prepare_latents = shadowed
     sigma = float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
     return probe, layout["call"], captured["latents"] / sigma
+
+
+def _scoring_call(pipe, model, branch, score_step, num_inference_steps, guidance_scale, pipe_kwargs):
+    """The pipeline arguments of a scoring pass: ``(call_kwargs, score_kwargs, cfg, score_cfg)``.
+
+    ``call_kwargs``: the user's call (latent output, their steps and guidance); ``cfg``:
+    whether that call runs an unconditional branch; ``score_kwargs``: what the scoring pass
+    passes, and ``score_cfg``: whether it runs with CFG.
+    """
+    call_kwargs = dict(pipe_kwargs, output_type="latent")
+    if num_inference_steps is not None:
+        call_kwargs["num_inference_steps"] = num_inference_steps
+    if guidance_scale is not None:
+        call_kwargs["guidance_scale"] = guidance_scale
+    cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
+    if branch == "uncond" and not cfg:
+        raise ValueError(f"branch='uncond' needs classifier-free guidance ({cfg_name} > 1"
+                         f"{' and a negative prompt' if cfg_name == 'true_cfg_scale' else ''})")
+    # The conditional branch's first-step input (latents, timestep, prompt) does not depend on
+    # guidance, and the transformer treats batch entries independently: score it in a pass
+    # without CFG, half the work of the [uncond, cond] batch. The uncond branch needs CFG, and
+    # so does every later step (its input is the guided sampler's).
+    score_cfg = cfg and (branch == "uncond" or score_step > 0)
+    score_kwargs = call_kwargs if score_cfg or not cfg else dict(call_kwargs, **{cfg_name: 1.0})
+    return call_kwargs, score_kwargs, cfg, score_cfg
 
 
 def _check_score_step(pipe, score_step, num_inference_steps) -> int:
