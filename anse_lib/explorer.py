@@ -48,6 +48,12 @@ def widget_bundle(box: widgets.Widget, png: bytes, text: str) -> dict:
     return data
 
 
+def stats_table_html(rows: list[tuple[str, str]]) -> str:
+    """A small two-column HTML table of ``(label, value)`` rows, values in bold."""
+    body = "".join(f"<tr><td style='padding-right:8px'>{a}</td><td><b>{b}</b></td></tr>" for a, b in rows)
+    return f"<table style='font-size:12px'>{body}</table>"
+
+
 def error_html(e: Exception) -> str:
     return f'<span style="color:#b00020">error: {html.escape(str(e))}</span>'
 
@@ -257,8 +263,7 @@ class AttentionExplorer:
             ("this layer's BANSA (all heads, rows)", f"{layer_mean:.4f} nats"),
             ("masks", f"K = {c['k']}, p = {c['drop_prob']:.2f}, seed {c['mask_seed']}"),
         ]
-        body = "".join(f"<tr><td style='padding-right:8px'>{a}</td><td><b>{b}</b></td></tr>" for a, b in rows)
-        return f"<table style='font-size:12px'>{body}</table>"
+        return stats_table_html(rows)
 
     def _changed(self, change):
         self.redraw()

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from matplotlib.colors import LogNorm, Normalize
 
-from ..bansa import keep_masks
+from ..bansa import _masked_sample, keep_masks
 from ..rowstats import STATISTICS
 
 WEIGHT_LABEL = "attention weight x N\n(1 = uniform over all N keys)"
@@ -109,8 +109,7 @@ def masked_samples(capture, layer: int, head: int, query: int, k: int | None = N
     mask_seed = capture.mask_seed if mask_seed is None else mask_seed
     a = capture.probs(layer, head, [query])[0]
     m = keep_masks(k, torch.tensor([head]), torch.tensor([query]), a.numel(), drop_prob, mask_seed, layer)[:, 0, 0]
-    kept = m * a
-    return kept / kept.sum(-1, keepdim=True).clamp_min(1e-12)
+    return _masked_sample(a, m)[0]  # the scorer's own renormalised samples
 
 
 def masked_samples_figure(capture, layer: int, head: int, query: int, label: str, n: int = 3):

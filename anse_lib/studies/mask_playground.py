@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from ..bansa import keep_masks
-from ..explorer import error_html, figure_png, widget_bundle
+from ..bansa import _masked_sample, keep_masks
+from ..explorer import error_html, figure_png, stats_table_html, widget_bundle
 from ..rowstats import row_statistics
 from .synthetic import attention_map
 
@@ -79,8 +79,7 @@ class MaskPlayground:
             a = self.row()
             masks = keep_masks(c["k"], torch.tensor([0]), torch.tensor([0]), self.num_keys, c["drop_prob"],
                                c["mask_seed"])[:, 0, 0]
-            kept = masks * a
-            samples = kept / kept.sum(-1, keepdim=True).clamp_min(1e-12)
+            samples = _masked_sample(a, masks)[0]  # the scorer's own renormalised samples
             stats = {name: float(v[0]) for name, v in row_statistics(
                 a[None], k=c["k"], drop_prob=c["drop_prob"], seed=c["mask_seed"]).items()}
             self.fig.clear()
@@ -113,8 +112,7 @@ class MaskPlayground:
                 ("&minus; spread term KL(q&#772;||a)", f"{s['spread_term']:.4f}"),
                 ("diffuse-row floor &minus;log(1&minus;p)", f"{-math.log(1 - c['drop_prob']):.4f}"),
                 ("row entropy H", f"{s['entropy']:.3f} of log N = {math.log(self.num_keys):.3f} nats")]
-        body = "".join(f"<tr><td style='padding-right:8px'>{a}</td><td><b>{b}</b></td></tr>" for a, b in rows)
-        return f"<table style='font-size:12px'>{body}</table>"
+        return stats_table_html(rows)
 
     def _repr_mimebundle_(self, **kwargs):
         return widget_bundle(self.box, self.image.value,
