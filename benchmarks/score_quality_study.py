@@ -15,10 +15,17 @@ seeds 0..15), whose table holds every final video's ToyBench; this sweep adds, p
 - the look-ahead control: ToyBench of the model's predicted clean video after s steps,
   ``--lookahead`` (1, 2, 3, 5, 10 model calls).
 
-Not here yet: BANSA from K dropout passes (the paper's "BANSA (D)") and DDIM inversion
-stability (Qi et al. 2024). Cost of each selector, in transformer passes per candidate:
-first-step scores 1 (less with early stopping), a score at 0-based step s about 2s + 1
-(guided steps before it), look-ahead s steps 2s (CFG).
+- BANSA (D), the paper's dropout ablation: K first-step passes with the masked attention fed
+  back (``dropout_bansa``), per layer;
+- inversion stability (Qi et al. 2024): cosine of the seed's noise and the DDIM inversion
+  of its own video (``inversion_stability``);
+- the final video's ToyBench, every dimension (``final_*``), from the same generation the
+  inversion starts from: the oracle's and random's column.
+
+Cost of each selector, in transformer passes per candidate (counted in notebook 05):
+first-step scores 1 (less with early stopping), a score at 0-based step s 2s + 1 (guided
+steps before it), look-ahead s steps 2s (CFG), BANSA (D) K, inversion 2 x 25 + 25 = 75,
+best-of-N (the oracle) 50.
 """
 from __future__ import annotations
 
@@ -28,7 +35,13 @@ import torch
 from toy_model_quality import heldout_prompts
 
 from anse_lib import sweeps
-from anse_lib.studies.selectors import attention_scores, lookahead_x0
+from anse_lib.studies.selectors import (
+    attention_scores,
+    dropout_bansa,
+    inversion_stability,
+    later_step_bansa,
+    lookahead_x0,
+)
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_STEPS
 
@@ -41,15 +54,22 @@ def study_chunk(pipe, seeds, k, drop_prob, other, later_steps, lookahead):
     def work(chunk):
         prompt_index, prompt = chunk
         table = attention_scores(pipe, prompt, seeds, k=k, drop_prob=drop_prob, other=other)
-        for s in later_steps:
-            later = attention_scores(pipe, prompt, seeds, step=s, k=k, drop_prob=drop_prob, other=other)
-            for col in [c for c in later.columns if c.startswith("bansa_") and c[6:].isdigit()]:
-                table[f"step{s}_{col}"] = later[col].to_numpy()
+        later = later_step_bansa(pipe, prompt, seeds, steps=later_steps, k=k, drop_prob=drop_prob)
+        for col in later.columns[1:]:
+            table[col] = later[col].to_numpy()
         x0 = lookahead_x0(pipe, prompt, seeds, steps=lookahead, num_inference_steps=DEFAULT_STEPS)
         for s, videos in x0.items():
             scored = [toybench.toybench(v, prompt) for v in videos]
             table[f"lookahead{s}_semantic"] = [t.semantic for t in scored]
             table[f"lookahead{s}_quality"] = [t.quality for t in scored]
+        dropped = dropout_bansa(pipe, prompt, seeds, k=k, drop_prob=drop_prob)
+        for col in dropped.columns[1:]:
+            table[col] = dropped[col].to_numpy()
+        stability, videos = inversion_stability(pipe, prompt, seeds, num_inference_steps=DEFAULT_STEPS)
+        table["inversion_cosine"] = stability["inversion_cosine"].to_numpy()
+        final = toybench.toybench_table(list(videos), [prompt] * len(seeds))
+        for col in final.columns[1:]:
+            table[f"final_{col}"] = final[col].to_numpy()
         table.insert(0, "prompt", prompt)
         table.insert(0, "prompt_index", prompt_index)
         return table.to_dict("records")

@@ -60,6 +60,12 @@ reaches the target with all rows.
 Every time is the shortest of several runs (3 for the toy, 2 for CogVideoX): a run moves
 by tens of percent with whatever else the machine does.
 Everything is measured in this one run, on this machine; compare ratios.
+
+``--save`` also writes every printed row to ``data/sweeps/selection_overhead.csv`` with
+``selection_overhead.json`` beside it (the command, the toy model's hash, the machine's
+threads and CPU, the time): notebook 06 reads it. Run it on a quiet machine.
+For the toy model it also measures every depth d = 1..L and, at the calibrated depth, M = 5
+and 20 candidates.
 """
 from __future__ import annotations
 
@@ -73,6 +79,7 @@ from scipy.stats import spearmanr
 
 from anse_lib import bansa, kernel, probe
 from anse_lib import tiny_pipelines as T
+from anse_lib.demo import calibrated_depth
 from anse_lib.select import select_noise
 from anse_lib.toyworld import load_toy_pipeline
 
@@ -131,24 +138,31 @@ def torch_backend():
     return mock.patch.object(bansa, "BACKEND", "torch")
 
 
+ROWS: list[dict] = []  # every printed row, for --save
+
+
 def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeats=1,
-           variants=("off", "logits", None, "torch", ROW_SAMPLE)):
+           variants=("off", "logits", None, "torch", ROW_SAMPLE), ms=(M,), entries=None):
+    """Print (and keep in ``ROWS``) selection time over plain generation for each depth, M and scorer variant.
+
+    ``entries(d)``: attention entries one candidate's scoring covers at depth ``d`` (heads x
+    rows x keys x layers), kept in the table for per-entry costs.
+    """
     plain = plain_seconds(pipe, prompt, kw, extrapolate, repeats)
     how = "extrapolated from 1 and 3 steps" if extrapolate else "measured"
     print(f"\n{name}\nplain generation ({STEPS} steps, CFG): {plain:.2f} s ({how})")
     print(f"{'d/L':>6} {'rows':>6} {'selection s':>12} {'ratio':>8} {'lower bound':>12} {'gap (points)':>13} "
           f"{'rank agreement':>15} {'spread / error':>15}")
-    seeds = list(range(M))
-    select = lambda d, rs: select_noise(pipe, prompt, seeds=seeds, k=K, layers=d, row_sample=rs,  # noqa: E731
-                                        num_inference_steps=STEPS, **kw)
-    select(1, ROW_SAMPLE)  # warm-up
-    for d in depths:
-        bound = M * (d / num_layers) / (2 * STEPS)
-        for rs in variants:  # all rows before sampled ones: compared with them
+    select = lambda d, rs, m: select_noise(pipe, prompt, seeds=list(range(m)), k=K, layers=d,  # noqa: E731
+                                           row_sample=rs, num_inference_steps=STEPS, **kw)
+    select(1, ROW_SAMPLE, M)  # warm-up
+    for d, m in [(d, M) for d in depths] + [(depths[0], m) for m in ms if m != M]:
+        bound = m * (d / num_layers) / (2 * STEPS)
+        for rs in (variants if m == M else ("off", None)):  # all rows before sampled ones: compared with them
             ctx = {"off": scorer_off, "logits": logits_only, "torch": torch_backend}.get(rs, contextlib.nullcontext)()
             with ctx:
                 out = []
-                sel = seconds(lambda: out.append(select(d, rs if isinstance(rs, int) else None)), repeats)
+                sel = seconds(lambda: out.append(select(d, rs if isinstance(rs, int) else None, m)), repeats)
                 res = out[-1]
             ratio = sel / plain
             if rs == "off":
@@ -166,7 +180,12 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeat
                 spread = f"{exact.std() / (sampled - exact).std():.2f}"
             label = {"off": "none", None: "all", "torch": "all/pt"}.get(rs, rs)
             print(f"{d}/{num_layers:<4} {label:>6} {sel:12.2f} {ratio:8.1%} {bound:12.1%} "
-                  f"{100 * (ratio - bound):13.1f} {agree:>15} {spread:>15}", flush=True)
+                  f"{100 * (ratio - bound):13.1f} {agree:>15} {spread:>15}" + (f"  (M = {m})" if m != M else ""),
+                  flush=True)
+            ROWS.append({"model": name, "depth": d, "layers": num_layers, "candidates": m, "rows": str(label),
+                         "selection_s": sel, "plain_s": plain, "plain_how": how, "ratio": ratio, "bound": bound,
+                         "rank_agreement": agree, "spread_over_error": spread,
+                         "entries_per_candidate": entries(d) if entries else None})
 
 
 def check_device(device: str, parser) -> None:
@@ -190,6 +209,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("toy", "cogvideox"), default=None)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--save", action="store_true", help="write the table to data/sweeps/selection_overhead.csv")
     args = ap.parse_args(argv)
     check_device(args.device, ap)
     if args.device == "cuda":
@@ -206,13 +226,44 @@ def main(argv=None):
         c = toy.transformer.config
         frames, _, height, width = toy.video_shape  # pixel space: no temporal compression
         tokens = frames * (height // c.patch_size) * (width // c.patch_size) + c.max_text_seq_length
+        depth = calibrated_depth(toy)[0] or layers
         report(f"toy model ({tokens} tokens, {layers} layers, {c.num_attention_heads} heads x {c.attention_head_dim})",
-               toy, "a big red circle moving left", {}, layers, [layers // 2, layers], repeats=3)
+               toy, "a big red circle moving left", {}, layers,
+               [depth] + [d for d in range(1, layers + 1) if d != depth], repeats=3, ms=(5, M, 20),
+               entries=lambda d: d * c.num_attention_heads * tokens * tokens)
     if args.only in (None, "cogvideox"):
         pipe, kw = T.tiny_cogvideox_pipeline(num_layers=4, frames=49, height=288, width=288, heads=2, head_dim=64)
         kw = {k: v for k, v in kw.items() if k != "num_inference_steps"}
         report("CogVideoX, random weights (4,212 video + 8 text tokens, 4 layers, 2 heads x 64)", pipe, None, kw, 4,
-               [2, 4], extrapolate=True, repeats=2)
+               [2, 4], extrapolate=True, repeats=2, entries=lambda d: d * 2 * 4220 * 4220)
+    if args.save:
+        save(argv)
+
+
+def save(argv) -> None:
+    """Write ``ROWS`` to ``data/sweeps/selection_overhead.csv`` and its provenance beside it."""
+    import json
+    import os
+    import platform
+
+    import pandas as pd
+
+    from anse_lib.provenance import atomic_write_text, model_hash, sha256_file
+    from anse_lib.sweeps import SWEEPS_DIR
+    from anse_lib.toyworld import DEFAULT_MODEL_DIR
+
+    table = SWEEPS_DIR / "selection_overhead.csv"
+    atomic_write_text(table, pd.DataFrame(ROWS).to_csv(index=False))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    meta = {"name": "selection_overhead", "command": "python benchmarks/selection_overhead.py " + " ".join(argv or []),
+            "model_hash": model_hash(DEFAULT_MODEL_DIR), "model_dir": DEFAULT_MODEL_DIR.name,
+            "config": {"M": M, "K": K, "steps": STEPS, "row_sample": ROW_SAMPLE, "threads": torch.get_num_threads(),
+                       "cpu": cpu, "scorer": "compiled" if kernel.available() else "torch",
+                       "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+            "table_sha256": sha256_file(table)}
+    atomic_write_text(SWEEPS_DIR / "selection_overhead.json", json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {table} ({len(ROWS)} rows)")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def test_score_quality_study_tiny_run_agrees_with_the_cached_heldout_sweep(tmp_p
                           "--name", "tiny"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "tiny.csv")
-    assert len(table) == 2 and {"step1_bansa_00", "lookahead2_semantic", "entropy_03", "bansa_video_01"} <= set(table)
+    assert len(table) == 2 and {"step1_bansa_00", "lookahead2_semantic", "entropy_03", "bansa_video_01", "bansa_d_03",
+                                "inversion_cosine", "final_semantic", "final_motion", "bansa_other_02"} <= set(table)
     cached, _ = sweeps.load("heldout_quality", DEFAULT_MODEL_DIR)
     first = cached[(cached.prompt_index == 0) & cached.seed.isin([0, 1])].sort_values("seed")
     for layer in range(4):

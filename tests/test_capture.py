@@ -174,3 +174,50 @@ def test_lookahead_at_the_last_step_is_the_generated_video(toy):
     assert "step" not in vars(toy.scheduler)  # the scheduler's own step is back
     with pytest.raises(ValueError, match="must be in 1..num_inference_steps"):
         lookahead_x0(toy, PROMPT, seeds=[1], steps=(4,), num_inference_steps=3)
+
+
+def test_dropout_bansa_layer0_is_the_bernoulli_score_with_its_masks_and_zero_without_dropout(toy):
+    from anse_lib.studies.selectors import dropout_bansa
+
+    k, p = 3, 0.3
+    table = dropout_bansa(toy, PROMPT, seeds=[2, 5], k=k, drop_prob=p, per_call=1)
+    assert list(table.columns) == ["seed", "bansa_d_00", "bansa_d_01"] and list(table.seed) == [2, 5]
+    # batching candidates together changes nothing
+    np.testing.assert_allclose(dropout_bansa(toy, PROMPT, seeds=[2, 5], k=k, drop_prob=p, per_call=2).iloc[:, 1:],
+                               table.iloc[:, 1:], atol=1e-6)
+    # layer 0 sees no earlier dropout: BANSA of the captured map under the same masks
+    cap = capture_attention(toy, PROMPT, 5)
+    probs = torch.stack([cap.probs(0, h) for h in range(cap.num_heads)])
+    masks = torch.rand((k, *probs.shape), generator=torch.Generator().manual_seed(0)) >= p
+    kept = probs * masks
+    sample = kept / kept.sum(-1, keepdim=True)
+    ent = lambda a: -(a * a.clamp_min(1e-30).log()).sum(-1)  # noqa: E731
+    by_hand = (ent(sample.mean(0)) - ent(sample).mean(0)).mean()
+    assert table.bansa_d_00[1] == pytest.approx(float(by_hand), abs=1e-5)
+    # without dropout every pass is the same: no disagreement
+    none = dropout_bansa(toy, PROMPT, seeds=[2], k=k, drop_prob=0.0)
+    np.testing.assert_allclose(none.iloc[0, 1:].to_numpy(dtype=float), 0.0, atol=1e-6)
+
+
+def test_inversion_stability_generates_the_pipelines_videos_and_scores_a_cosine(toy):
+    from anse_lib.studies.selectors import ddim_invert, initial_noise, inversion_stability
+
+    seeds = [1, 4]
+    noise = initial_noise(toy, seeds)
+    torch.testing.assert_close(noise[1:], select_noise(toy, PROMPT, seeds=[4], k=2).latents)
+    table, videos = inversion_stability(toy, PROMPT, seeds, num_inference_steps=3)
+    plain = toy(PROMPT, num_inference_steps=3, num_videos_per_prompt=2, output_type="latent",
+                generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
+    torch.testing.assert_close(videos, plain)
+    assert list(table.seed) == seeds and table.inversion_cosine.between(-1, 1).all()
+    back = ddim_invert(toy, PROMPT, videos, 3)
+    expected = torch.nn.functional.cosine_similarity(back.flatten(1), noise.flatten(1), dim=1)
+    np.testing.assert_allclose(table.inversion_cosine, expected.numpy(), atol=1e-6)
+
+
+def test_later_step_bansa_is_selection_at_that_step(toy):
+    from anse_lib.studies.selectors import later_step_bansa
+
+    table = later_step_bansa(toy, PROMPT, seeds=[0, 3], steps=(1,), k=4)
+    sel = select_noise(toy, PROMPT, seeds=[0, 3], k=4, score_step=1)
+    np.testing.assert_allclose(table[["step1_bansa_00", "step1_bansa_01"]].to_numpy(), sel.layer_scores())

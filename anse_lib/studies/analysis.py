@@ -141,6 +141,8 @@ def null_correlation_band(table: pd.DataFrame, score: str, target: str, shuffles
         x = g[score].to_numpy()
         null.extend(spearmanr(rng.permutation(x), y)[0] for _ in range(shuffles))
     null = np.asarray(null)
+    if not len(null):  # no prompt where both vary
+        return float("nan"), float("nan"), null
     a = (1 - level) / 2
     return float(np.quantile(null, a)), float(np.quantile(null, 1 - a)), null
 
