@@ -256,7 +256,10 @@ def save(argv) -> None:
     atomic_write_text(table, pd.DataFrame(ROWS).to_csv(index=False))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    meta = {"name": "selection_overhead", "command": "python benchmarks/selection_overhead.py " + " ".join(argv or []),
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    meta = {"name": "selection_overhead", "command": " ".join(["python benchmarks/selection_overhead.py", *args]),
             "model_hash": model_hash(DEFAULT_MODEL_DIR), "model_dir": DEFAULT_MODEL_DIR.name,
             "config": {"M": M, "K": K, "steps": STEPS, "row_sample": ROW_SAMPLE, "threads": torch.get_num_threads(),
                        "cpu": cpu, "scorer": "compiled" if kernel.available() else "torch",

@@ -71,6 +71,9 @@ def test_power_formulas():
 def test_cost_model_counts_and_constants():
     size = C.ModelSize("x", layers=4, heads=2, head_dim=8, width=16, query_rows=10, keys=10, depth=2)
     assert size.entries() == 200 and size.forward_macs() == 2 * 2 * 10 * 10 * 8 + 12 * 16**2 * 10
+    crossed = C.ModelSize("y", 4, 2, 8, 16, 10, 10, 2, ffn=32, cross_text=5)
+    assert crossed.forward_macs() == (2 * 2 * 10 * 10 * 8 + 4 * 16**2 * 10 + 2 * 16 * 32 * 10
+                                      + 2 * 16**2 * 15 + 2 * 2 * 10 * 5 * 8)
     p = C.predicted_overhead(size, forward_s_per_mac=1.0, scorer_s_per_entry=0.0, m=10, steps=50)
     assert p["predicted overhead"] == pytest.approx(10 * 2 / (2 * 50 * 4))  # notebook 07's idealised estimate
     over = pd.DataFrame({"model": ["x"] * 2, "depth": [2, 2], "candidates": [10, 10], "rows": ["none", "all"],

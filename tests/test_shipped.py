@@ -117,3 +117,50 @@ def test_cli_rejects_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "anse_lib", "select", "--prompt", "x", "--layers", "a,b"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "--layers takes a depth d" in proc.stderr
+
+
+def test_cached_score_quality_study_sample_recomputes(pipe):
+    """Recompute one prompt of the score-versus-quality sweep (every selector's column) as the benchmark did."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import score_quality_study as study
+
+    table, meta = sweeps.load("score_quality_study", DEFAULT_MODEL_DIR)
+    assert meta["command"].startswith("python benchmarks/score_quality_study.py")
+    cfg = meta["config"]
+    index = len(meta["chunks"]) - 1
+    prompt_index, prompt = ast.literal_eval(meta["chunks"][index])
+    pipe.set_progress_bar_config(disable=True)
+    rows = pd.DataFrame(study.study_chunk(pipe, cfg["seeds"], cfg["k"], cfg["drop_prob"], tuple(cfg["other"]),
+                                          cfg["later_steps"], cfg["lookahead"])((prompt_index, prompt)))
+    cached = table[table.chunk == index].drop(columns="chunk").reset_index(drop=True)
+    assert list(rows.columns) == list(cached.columns)
+    for col in rows.columns:
+        if rows[col].dtype.kind == "f" and not col.startswith(("final_", "lookahead")):
+            np.testing.assert_allclose(rows[col], cached[col], atol=1e-6, rtol=0, err_msg=col)  # scores
+        elif rows[col].dtype.kind == "f":
+            np.testing.assert_allclose(rows[col], cached[col], atol=1e-4, err_msg=col)  # ToyBench
+        else:
+            assert rows[col].tolist() == cached[col].tolist(), col
+
+
+def test_cached_selection_overhead_table_and_its_rank_agreement():
+    """Timings cannot be recomputed; the table's provenance and its deterministic columns can."""
+    from scipy.stats import spearmanr
+
+    from anse_lib.select import select_noise
+
+    table, meta = sweeps.load("selection_overhead", DEFAULT_MODEL_DIR)
+    assert meta["command"].startswith("python benchmarks/selection_overhead.py") and "--save" in meta["command"]
+    assert {"measured", "threads", "cpu", "scorer"} <= set(meta["config"])
+    toy = table[table.model.str.startswith("toy") & (table.candidates == meta["config"]["M"])]
+    assert sorted(toy.depth.unique()) == [1, 2, 3, 4] and set(toy.rows.astype(str)) == {"none", "logits", "all",
+                                                                                          "all/pt", "256"}
+    assert (table.ratio > 0).all() and np.allclose(table.ratio, table.selection_s / table.plain_s)
+    row = toy[(toy.depth == 3) & (toy.rows.astype(str) == "256")].iloc[0]
+    pipe = load_toy_pipeline()
+    kw = dict(seeds=list(range(meta["config"]["M"])), k=meta["config"]["K"], layers=3,
+              num_inference_steps=meta["config"]["steps"])
+    exact = select_noise(pipe, "a big red circle moving left", **kw).scores.bansa
+    sampled = select_noise(pipe, "a big red circle moving left", row_sample=256, **kw).scores.bansa
+    assert f"{spearmanr(sampled, exact)[0]:.2f}" == f"{float(row.rank_agreement):.2f}"

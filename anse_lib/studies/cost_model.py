@@ -9,13 +9,17 @@ Two constants are measured here, in one run of ``benchmarks/selection_overhead.p
   rows minus the same selection with the scorer switched off, over the entries scored.
 
 A layer's forward work, per batch entry, is ``2 x H x Nq x Nk x D`` multiply-adds for the
-attention (``QK^T`` and ``AV``) plus ``12 x width^2 x Nq`` for the projections and the MLP
-(``4 x width^2`` for q, k, v and the output, ``8 x width^2`` for a 4x MLP); the scorer's
-work is ``H x Nq x Nk`` entries. Selection of M candidates at depth d of L then costs
+attention (``QK^T`` and ``AV``), ``4 x width^2 x Nq`` for its q, k, v and output
+projections, ``2 x width x ffn x Nq`` for the MLP, and, in models with a separate text
+cross-attention (Wan, LTX-Video), ``2 x width^2 x (Nq + text) + 2 x H x Nq x text x D``;
+the scorer's work is ``H x Nq x Nk`` entries. Norms, modulation and embeddings are left out.
+Selection of M candidates at depth d of L then costs
 ``M x d x (forward + scorer)`` layer-units against ``passes x steps x L x forward`` for one
 video: the idealised estimate of notebook 07 plus the scorer's share. On a GPU the two
 constants differ (and so does their ratio); the model says how the overhead scales, the
-measured constants say where this CPU sits.
+measured constants say where this CPU sits. The forward share of the prediction is the
+idealised FLOP ratio ``M x d / (passes x steps x L)`` whatever the constants: only the
+scorer's share depends on them.
 
 Study helper for: Notebook 06.
 """
@@ -38,6 +42,8 @@ class ModelSize:
         keys: Nk, its key tokens.
         depth: d, the layers scored (the paper's d*).
         passes_per_step: batch-1 denoiser passes per step for one video (2 with CFG as a batch of 2).
+        ffn: the MLP's hidden size (default ``4 x width``).
+        cross_text: text tokens of a separate cross-attention in every block (0: none, joint attention).
     """
     name: str
     layers: int
@@ -48,10 +54,18 @@ class ModelSize:
     keys: int
     depth: int
     passes_per_step: int = 2
+    ffn: int | None = None
+    cross_text: int = 0
 
     def forward_macs(self) -> float:
         """Multiply-adds of one layer's forward for one batch entry."""
-        return 2 * self.heads * self.query_rows * self.keys * self.head_dim + 12 * self.width**2 * self.query_rows
+        ffn = self.ffn if self.ffn is not None else 4 * self.width
+        attention = 2 * self.heads * self.query_rows * self.keys * self.head_dim + 4 * self.width**2 * self.query_rows
+        cross = 0
+        if self.cross_text:
+            cross = 2 * self.width**2 * (self.query_rows + self.cross_text) \
+                + 2 * self.heads * self.query_rows * self.cross_text * self.head_dim
+        return attention + 2 * self.width * ffn * self.query_rows + cross
 
     def entries(self) -> float:
         """Attention entries of one layer (H x Nq x Nk): what the scorer reads."""
@@ -59,15 +73,17 @@ class ModelSize:
 
 
 #: Transformer backbones at their diffusers pipelines' default resolution and frames (tokens
-#: after the VAE and patching; joint attention: video + text tokens as rows and keys; Wan:
-#: its self-attention). d: the paper's d* (LTX-Video is not in the paper: half its layers).
-#: AnimateDiff's scored attention is a cross-attention to 77 text tokens, another cost
-#: structure, and is left out.
+#: after the VAE and patching; joint attention: video + text tokens as rows and keys; Wan
+#: and LTX-Video: their self-attention, with a text cross-attention in every block). These
+#: are assumed sizes: the paper does not give the resolution, frames or Wan size it timed.
+#: d: the paper's d* (LTX-Video is not in the paper: half its layers). HunyuanVideo runs one
+#: pass per step (guidance embedded). AnimateDiff's scored attention is a cross-attention to
+#: 77 text tokens, another cost structure, and is left out.
 REAL_SIZES = [
     ModelSize("CogVideoX-2B (49 x 480 x 720)", 30, 30, 64, 1920, 17_776, 17_776, 14),
     ModelSize("CogVideoX-5B (49 x 480 x 720)", 42, 48, 64, 3072, 17_776, 17_776, 19),
-    ModelSize("Wan 2.1 1.3B (81 x 480 x 832)", 30, 12, 128, 1536, 32_760, 32_760, 20),
-    ModelSize("LTX-Video (121 x 512 x 704)", 28, 32, 64, 2048, 5_632, 5_632, 14),
+    ModelSize("Wan 2.1 1.3B (81 x 480 x 832)", 30, 12, 128, 1536, 32_760, 32_760, 20, ffn=8960, cross_text=512),
+    ModelSize("LTX-Video (161 x 512 x 704)", 28, 32, 64, 2048, 7_392, 7_392, 14, cross_text=128),
     ModelSize("HunyuanVideo (129 x 720 x 1280)", 60, 24, 128, 3072, 119_056, 119_056, 20, passes_per_step=1),
 ]
 

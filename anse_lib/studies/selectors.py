@@ -12,7 +12,7 @@ back into the model. :func:`inversion_stability` is the selector of Qi et al. 20
 All Noises Are Created Equally"): how close DDIM inversion of a seed's own video returns
 to the seed.
 
-Study helper for: the score-versus-quality study (issue 18; its notebook is not written yet).
+Study helper for: Notebook 05 and `benchmarks/score_quality_study.py`.
 """
 from __future__ import annotations
 
