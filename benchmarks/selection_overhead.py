@@ -1,4 +1,4 @@
-"""Selection overhead as a ratio to plain generation, next to its lower bound.
+"""Selection overhead as a ratio to plain generation, next to its FLOP-proportional estimate.
 
     python benchmarks/selection_overhead.py            # both models (2-10 min on 2 cores)
     python benchmarks/selection_overhead.py --only toy
@@ -6,7 +6,7 @@
 
 ``--device cuda`` measures, on a GPU, a random-weight transformer of CogVideoX-2B's size
 (30 layers, 30 heads x 64, 17,776 tokens = 13 x 30 x 45 video + 226 text, bf16) at the
-paper's setting: M = 10, d = 14, K = 10, the conditional branch, all rows, next to the bound
+paper's setting: M = 10, d = 14, K = 10, the conditional branch, all rows, next to the estimate
 M x (d/L) / (2 x steps). The scorer there is the PyTorch one (``backend="torch"``, the
 default off the CPU). Without a GPU it says so and exits; ``--device cpu`` (the default)
 runs the CPU sizes below.
@@ -15,7 +15,10 @@ Plain generation: one video, 50 steps with CFG (100 transformer passes over one 
 Selection: M = 10 candidates, K = 10 masks, layers 1..d scored at the first step (the
 conditional branch only, in one batch), the forward stopped after layer d. If scoring
 cost nothing beyond the forward pass, selection would cost M x (d/L) transformer passes,
-so the lower bound of the ratio is M x (d/L) / (2 x steps).
+so the FLOP-proportional estimate of the ratio is M x (d/L) / (2 x steps) (column ``bound`` of
+the saved table). It is not a strict bound: on the toy model selection with the scorer off
+runs below it (10 candidates in one batch are cheaper per video than a generation's
+batches of 2).
 
 Two ways of scoring are reported:
 - all query rows, as in the paper;
@@ -48,7 +51,7 @@ candidates' scores.
 Rows "none" run the same selection with the scorer switched off (every score replaced by
 zeros): the forward passes, the probe's plumbing and the pipeline's set-up alone. The
 distance from them to the "all" rows is what computing BANSA costs; the distance from
-them to the bound is what the rest costs.
+them to the estimate is what the rest costs.
 
 Rows "logits" score all rows but skip BANSA's arithmetic: only the attention logits are
 recomputed, block by block, as the scorer does (a product of the layer's queries and
@@ -151,7 +154,7 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeat
     plain = plain_seconds(pipe, prompt, kw, extrapolate, repeats)
     how = "extrapolated from 1 and 3 steps" if extrapolate else "measured"
     print(f"\n{name}\nplain generation ({STEPS} steps, CFG): {plain:.2f} s ({how})")
-    print(f"{'d/L':>6} {'rows':>6} {'selection s':>12} {'ratio':>8} {'lower bound':>12} {'gap (points)':>13} "
+    print(f"{'d/L':>6} {'rows':>6} {'selection s':>12} {'ratio':>8} {'estimate':>12} {'gap (points)':>13} "
           f"{'rank agreement':>15} {'spread / error':>15}")
     select = lambda d, rs, m: select_noise(pipe, prompt, seeds=list(range(m)), k=K, layers=d,  # noqa: E731
                                            row_sample=rs, num_inference_steps=STEPS, **kw)
