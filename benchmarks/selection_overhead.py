@@ -17,8 +17,8 @@ conditional branch only, in one batch), the forward stopped after layer d. If sc
 cost nothing beyond the forward pass, selection would cost M x (d/L) transformer passes,
 so the FLOP-proportional estimate of the ratio is M x (d/L) / (2 x steps) (column ``bound`` of
 the saved table). It is not a strict bound: on the toy model selection with the scorer off
-runs below it (10 candidates in one batch are cheaper per video than a generation's
-batches of 2).
+runs below it (presumably because 10 candidates in one batch cost less per video than a
+generation's batches of 2; not measured).
 
 Two ways of scoring are reported:
 - all query rows, as in the paper;
