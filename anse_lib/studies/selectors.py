@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..bansa import _masked_sample, bansa_from_samples
 from ..capture import capture_attention
 from ..toyworld.model import rotary_embeddings
 
@@ -172,12 +173,8 @@ def dropout_bansa(pipe, prompt: str, seeds: list[int], k: int = 10, drop_prob: f
         if layer not in masks:
             g = torch.Generator().manual_seed(mask_seed * 1000 + layer)
             masks[layer] = torch.rand((k, h, n, key.shape[-2]), generator=g) >= drop_prob
-        kept = probs.view(b // k, k, h, n, -1) * masks[layer]
-        z = kept.sum(-1, keepdim=True)
-        sample = torch.where(z > 0, kept / z.clamp_min(1e-30), probs.view(b // k, k, h, n, -1))
-        mean = sample.mean(1)
-        ent = lambda a: -(a * a.clamp_min(1e-30).log()).sum(-1)  # noqa: E731
-        layer_scores.append((ent(mean) - ent(sample).mean(1)).mean((-1, -2)))  # (candidates, heads) -> candidates
+        sample, _ = _masked_sample(probs.view(b // k, k, h, n, -1), masks[layer])  # (candidates, K, H, N, Nk)
+        layer_scores.append(bansa_from_samples(sample.transpose(0, 1)).mean(-1))  # (candidates, H) -> candidates
         return sample.reshape(b, h, n, -1) @ value
 
     def stop(module, args, output):
