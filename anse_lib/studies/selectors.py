@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..bansa import _masked_sample, bansa_from_samples
 from ..capture import capture_attention
+from ..select import select_noise
 from ..toyworld.model import rotary_embeddings
 
 
@@ -45,8 +46,6 @@ def attention_scores(pipe, prompt: str, seeds: list[int], step: int = 0, k: int 
         ``kept_mass_XX`` (mean ``E[-log Z]``); all means over heads and rows. ``bansa_XX``
         equals ``select_noise``'s ``layer_XX`` for the same settings.
     """
-    from ..select import select_noise
-
     rows = []
     for seed in seeds:
         cap = capture_attention(pipe, prompt, int(seed), step=step, k=k, drop_prob=drop_prob, mask_seed=mask_seed)
@@ -79,8 +78,6 @@ def later_step_bansa(pipe, prompt: str, seeds: list[int], steps=(1, 2, 4, 9), k:
     Returns:
         One row per seed: ``seed`` and ``stepS_bansa_XX`` per step ``S`` and layer ``XX``.
     """
-    from ..select import select_noise
-
     table = pd.DataFrame({"seed": [int(s) for s in seeds]})
     for s in steps:
         sel = select_noise(pipe, prompt, seeds=list(seeds), k=k, drop_prob=drop_prob, mask_seed=mask_seed,
