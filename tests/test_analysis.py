@@ -56,6 +56,16 @@ def test_paired_difference_uses_shared_rows_and_averages_per_prompt():
         paired_difference(t, base.assign(prompt="z"))
 
 
+def test_paired_difference_leaves_out_undefined_rows_and_prompts():
+    # ToyBench's size is NaN where the prompt names no size: such rows (and prompts) are left out
+    t = table().assign(size=[1.0, 0.0, 1.0, np.nan, np.nan, np.nan])
+    base = t.assign(size=[0.0, 0.0, 0.0, np.nan, np.nan, np.nan])
+    diff = paired_difference(t, base, targets=["size", "semantic"])
+    assert diff.loc["size", "difference"] == pytest.approx(2 / 3)
+    assert diff.loc["size", "prompts"] == 1 and diff.loc["size", "videos"] == 3
+    assert diff.loc["semantic", "prompts"] == 2 and diff.loc["semantic", "videos"] == 6
+
+
 def test_differences_from_random_and_null_band():
     from anse_lib.studies.analysis import differences_from_random, null_correlation_band
 

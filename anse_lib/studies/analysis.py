@@ -95,17 +95,20 @@ def paired_difference(table: pd.DataFrame, baseline: pd.DataFrame, targets=("sem
     """``table`` minus ``baseline`` on the rows they share (same prompt and seed: same noise).
 
     One row per target: both means over the shared rows, and the mean of the per-prompt
-    differences with its 95 % bootstrap interval over prompts.
+    differences with its 95 % bootstrap interval over prompts. Rows where a target is
+    undefined (NaN, e.g. ToyBench's size when the prompt names none) are left out of that
+    target, and so are prompts left with no rows; ``prompts`` counts the prompts used.
     """
     paired = table.merge(baseline, on=list(on), suffixes=("", " baseline"))
     if not len(paired):
         raise ValueError(f"the two tables share no rows on {list(on)}")
     rows = []
     for t in targets:
-        per_prompt = (paired[t] - paired[f"{t} baseline"]).groupby(paired[on[0]]).mean()
+        defined = paired.dropna(subset=[t, f"{t} baseline"])
+        per_prompt = (defined[t] - defined[f"{t} baseline"]).groupby(defined[on[0]]).mean()
         mean, lo, hi = bootstrap_mean(per_prompt)
-        rows.append({"target": t, "mean": paired[t].mean(), "baseline mean": paired[f"{t} baseline"].mean(),
-                     "difference": mean, "low": lo, "high": hi, "prompts": len(per_prompt), "videos": len(paired)})
+        rows.append({"target": t, "mean": defined[t].mean(), "baseline mean": defined[f"{t} baseline"].mean(),
+                     "difference": mean, "low": lo, "high": hi, "prompts": len(per_prompt), "videos": len(defined)})
     return pd.DataFrame(rows).set_index("target")
 
 
