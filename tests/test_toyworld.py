@@ -353,3 +353,17 @@ def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypa
     assert train._repo_relative(train.DEFAULT_MODEL_DIR) == "data/toy_model"  # what the shipped chain records
     assert load_toy_pipeline(tmp_path / "shipped").transformer.config.num_layers == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "shipped"]  # nothing left behind
+
+
+def test_evaluation_loss_is_fixed_data_per_band():
+    from anse_lib.toyworld import train
+
+    pipe = tiny_pipeline()
+    split = train.make_split()
+    bands = {"high": (900, 1000), "low": (0, 300)}
+    a = train.evaluation_loss(pipe, split, batches=1, batch_size=2, bands=bands)
+    assert a == train.evaluation_loss(pipe, split, batches=1, batch_size=2, bands=bands)  # same data, same loss
+    assert set(a) == {"high", "low", "uniform"} and all(v > 0 for v in a.values())
+    assert a["uniform"] == pytest.approx((100 * a["high"] + 300 * a["low"]) / 400)
+    # one band alone sees the same videos, noise and timesteps as it does beside another
+    assert train.evaluation_loss(pipe, split, batches=1, batch_size=2, bands={"low": (0, 300)})["low"] == a["low"]

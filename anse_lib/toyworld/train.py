@@ -172,6 +172,54 @@ def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Ten
     return prompts, video
 
 
+#: Timestep bands of :func:`evaluation_loss`: the noisiest 5 % (where layout and motion are
+#: decided), the rest of the upper half, and the lower half (where detail such as shape is).
+EVAL_BANDS = {"t 950-999": (950, 1000), "t 500-949": (500, 950), "t 0-499": (0, 500)}
+
+
+@torch.no_grad()
+def evaluation_loss(pipe, split, batches: int = 8, batch_size: int = 16, seed: int = 10**6,
+                    bands: dict = EVAL_BANDS) -> dict[str, float]:
+    """The training loss (MSE of the v-prediction) of an exported model on fixed data, per timestep band.
+
+    The training loss a run logs depends on its timestep weighting, so runs with different
+    weightings cannot be compared by it; this one can. Training-split prompts (no condition
+    dropout) and their renders come from generators seeded by ``(seed, batch)``, timesteps
+    uniformly within each band, so every model sees the same videos, noise and timesteps.
+
+    Args:
+        pipe: a ``ToyVideoPipeline`` (its transformer, text encoder and scheduler).
+        split: the model's ``WorldSplit`` (training prompts are drawn outside its held-out set).
+        batches, batch_size: ``batches x batch_size`` videos per band.
+        bands: ``{name: (low, high)}`` timestep ranges, ``low <= t < high``.
+
+    Returns:
+        ``{band name: mean loss}`` and ``"uniform"``: the mean over the bands weighted by their
+        widths (the loss under uniformly drawn timesteps).
+    """
+    res = pipe.transformer.config.sample_height
+    rotary = rotary_embeddings(pipe.transformer)
+    out = {}
+    for name, (low, high) in bands.items():
+        losses = []
+        for b in range(batches):
+            rng = np.random.default_rng([seed, b])
+            specs = sample_prompts(batch_size, rng, split=split, held_out=False)
+            x0 = render(specs, rng, resolution=res).video
+            gen = torch.Generator().manual_seed(seed + b)
+            noise = torch.randn(x0.shape, generator=gen)
+            t = torch.randint(low, high, (batch_size,), generator=gen)
+            xt = pipe.scheduler.add_noise(x0, noise, t)
+            emb = pipe.text_encoder(pipe.tokenizer([s.text for s in specs])["input_ids"])
+            pred = pipe.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
+                                    image_rotary_emb=rotary, return_dict=False)[0]
+            losses.append(torch.nn.functional.mse_loss(pred, pipe.scheduler.get_velocity(x0, noise, t)).item())
+        out[name] = float(np.mean(losses))
+    width = {name: high - low for name, (low, high) in bands.items()}
+    out["uniform"] = float(sum(out[n] * width[n] for n in bands) / sum(width.values()))
+    return out
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         cfg.validate()
