@@ -49,9 +49,10 @@ def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], confi
     partial = folder / f"{name}.partial.csv"
     partial_meta = folder / f"{name}.partial.json"
     done = pd.DataFrame()
-    if partial.exists() and partial_meta.exists():
-        if same(json.loads(partial_meta.read_text())):
-            done = pd.read_csv(partial)
+    if partial.exists() and partial_meta.exists() and same(json.loads(partial_meta.read_text())):
+        done = pd.read_csv(partial)
+    else:  # another sweep's rows must not be resumed as this one's
+        partial.unlink(missing_ok=True)
     atomic_write_text(partial_meta, json.dumps(meta, indent=1))
     finished = set(done["chunk"].unique()) if len(done) else set()
     for i, chunk in enumerate(tqdm(chunks, desc=name, disable=not progress)):

@@ -49,6 +49,26 @@ def test_resume_reuse_and_stale_refusal(tmp_path):
         sweeps.load("nope", folder=tmp_path)
 
 
+def test_an_interrupted_sweep_with_another_config_does_not_leak_its_rows(tmp_path):
+    model = fake_model(tmp_path / "model")
+
+    def interrupted(chunk):
+        if chunk == 1:
+            raise KeyboardInterrupt
+        return [{"x": "old"}]
+
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run("s", [0, 1], interrupted, {"a": 1}, model, folder=tmp_path, progress=False)
+
+    def stopped_before_any_chunk(chunk):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # another config: the old rows must go, even before a chunk is done
+        sweeps.run("s", [0, 1], stopped_before_any_chunk, {"a": 2}, model, folder=tmp_path, progress=False)
+    table = sweeps.run("s", [0, 1], lambda c: [{"x": "new"}], {"a": 2}, model, folder=tmp_path, progress=False)
+    assert table.x.tolist() == ["new", "new"]
+
+
 def test_atomic_write_gives_the_permissions_open_would(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
