@@ -64,6 +64,8 @@ def test_paired_difference_leaves_out_undefined_rows_and_prompts():
     assert diff.loc["size", "difference"] == pytest.approx(2 / 3)
     assert diff.loc["size", "prompts"] == 1 and diff.loc["size", "videos"] == 3
     assert diff.loc["semantic", "prompts"] == 2 and diff.loc["semantic", "videos"] == 6
+    nowhere = paired_difference(t.assign(size=np.nan), base, targets=["size"])
+    assert np.isnan(nowhere.loc["size", "difference"]) and nowhere.loc["size", "prompts"] == 0
 
 
 def test_differences_from_random_and_null_band():

@@ -97,7 +97,9 @@ def paired_difference(table: pd.DataFrame, baseline: pd.DataFrame, targets=("sem
     One row per target: both means over the shared rows, and the mean of the per-prompt
     differences with its 95 % bootstrap interval over prompts. Rows where a target is
     undefined (NaN, e.g. ToyBench's size when the prompt names none) are left out of that
-    target, and so are prompts left with no rows; ``prompts`` counts the prompts used.
+    target, and so are prompts left with no rows; ``prompts`` counts the prompts used (a
+    target defined nowhere gives NaN). The difference averages prompts equally; the two
+    means average videos.
     """
     paired = table.merge(baseline, on=list(on), suffixes=("", " baseline"))
     if not len(paired):
@@ -106,7 +108,7 @@ def paired_difference(table: pd.DataFrame, baseline: pd.DataFrame, targets=("sem
     for t in targets:
         defined = paired.dropna(subset=[t, f"{t} baseline"])
         per_prompt = (defined[t] - defined[f"{t} baseline"]).groupby(defined[on[0]]).mean()
-        mean, lo, hi = bootstrap_mean(per_prompt)
+        mean, lo, hi = bootstrap_mean(per_prompt) if len(per_prompt) else (np.nan, np.nan, np.nan)
         rows.append({"target": t, "mean": defined[t].mean(), "baseline mean": defined[f"{t} baseline"].mean(),
                      "difference": mean, "low": lo, "high": hi, "prompts": len(per_prompt), "videos": len(defined)})
     return pd.DataFrame(rows).set_index("target")
