@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..provenance import (
@@ -311,30 +312,36 @@ class Trainer:
         return lr
 
     def train_step(self) -> float:
+        """One optimisation step; returns its loss. Its phases are named for ``torch.profiler``:
+        ``data``, ``forward``, ``backward``, ``clip and optimiser``, ``ema``."""
         cfg = self.cfg
-        prompts, x0 = make_batch(self.step, cfg, self.split)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        noise = torch.randn(x0.shape, generator=gen)
-        if cfg.timestep_bias_strategy == "none":
-            t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
-        else:
-            t = torch.multinomial(self.timestep_weights, x0.shape[0], replacement=True, generator=gen)
-        xt = self.scheduler.add_noise(x0, noise, t)
-        target = self.scheduler.get_velocity(x0, noise, t)
+        with record_function("data"):
+            prompts, x0 = make_batch(self.step, cfg, self.split)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+            noise = torch.randn(x0.shape, generator=gen)
+            if cfg.timestep_bias_strategy == "none":
+                t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+            else:
+                t = torch.multinomial(self.timestep_weights, x0.shape[0], replacement=True, generator=gen)
+            xt = self.scheduler.add_noise(x0, noise, t)
+            target = self.scheduler.get_velocity(x0, noise, t)
+            ids = self.tokenizer(prompts)["input_ids"]
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        ids = self.tokenizer(prompts)["input_ids"]
         dtype = AUTOCAST_DTYPES[cfg.autocast]
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            emb = self.text_encoder(ids)
-            pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
-                                    image_rotary_emb=self.rotary_emb, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.modules.parameters(), 1.0)
-        self.opt.step()
-        with torch.no_grad():
+        with record_function("forward"):
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                emb = self.text_encoder(ids)
+                pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
+                                        image_rotary_emb=self.rotary_emb, return_dict=False)[0]
+            loss = torch.nn.functional.mse_loss(pred.float(), target)
+        with record_function("backward"):
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("clip and optimiser"):
+            torch.nn.utils.clip_grad_norm_(self.modules.parameters(), 1.0)
+            self.opt.step()
+        with record_function("ema"), torch.no_grad():
             decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
             for e, p in zip(self.ema.parameters(), self.modules.parameters()):
                 e.lerp_(p, 1 - decay)
