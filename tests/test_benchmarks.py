@@ -40,3 +40,20 @@ def test_score_quality_study_tiny_run_agrees_with_the_cached_heldout_sweep(tmp_p
     first = cached[(cached.prompt_index == 0) & cached.seed.isin([0, 1])].sort_values("seed")
     for layer in range(4):
         np.testing.assert_allclose(table[f"bansa_{layer:02d}"], first[f"layer_{layer:02d}"], atol=1e-5)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("data/toy_model", "error: --model must be NAME=DIR, got 'data/toy_model'"),
+    ("x=no/such/folder", "error: 'no/such/folder' is not an exported toy model folder"),
+    ("x=RUN", "error: 'RUN' is not an exported toy model folder"),  # a run folder: checkpoint and curve only
+])
+def test_training_runs_rejects_a_bad_model_in_one_error_line(spec, message, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_curve.csv").write_text("step,loss,lr,seconds_per_step\n")
+    spec, message = spec.replace("RUN", str(run)), message.replace("RUN", str(run))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "toy_training_runs.py"), "--model", spec],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), out.stderr

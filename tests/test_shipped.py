@@ -1,5 +1,6 @@
 """The shipped toy model, the cached sweep made with it (a sample recomputed), the demo and the CLI."""
 import ast
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import torch
 
 from anse_lib import sweeps
 from anse_lib.provenance import model_hash, verify_manifest
-from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline
+from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline
 
 ROOT = DEFAULT_MODEL_DIR.parents[1]
 
@@ -164,3 +165,67 @@ def test_cached_selection_overhead_table_and_its_rank_agreement():
     exact = select_noise(pipe, "a big red circle moving left", **kw).scores.bansa
     sampled = select_noise(pipe, "a big red circle moving left", row_sample=256, **kw).scores.bansa
     assert f"{spearmanr(sampled, exact)[0]:.2f}" == f"{float(row.rank_agreement):.2f}"
+
+
+def training_runs_benchmark():
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import toy_training_runs
+
+    return toy_training_runs
+
+
+def test_cached_training_runs_sample_recomputes():
+    """The shipped model's rows of the training-runs tables recompute (the other models are not shipped)."""
+    bench = training_runs_benchmark()
+    table, meta = sweeps.load("training_runs", DEFAULT_MODEL_DIR)
+    shipped = model_hash(DEFAULT_MODEL_DIR)
+    assert meta["command"].startswith("python benchmarks/toy_training_runs.py")
+    assert shipped in meta["config"]["models"].values()
+    name = next(n for n, h in meta["config"]["models"].items() if h == shipped)
+    index = next(i for i, c in enumerate(meta["chunks"]) if ast.literal_eval(c)[0] == name)
+    _, prompt_index, prompt = ast.literal_eval(meta["chunks"][index])
+    assert prompt == bench.heldout_prompts(64)[prompt_index]
+    models = bench.Models({name: DEFAULT_MODEL_DIR})
+    rows = pd.DataFrame(bench.quality_chunk(models, meta["config"]["seeds"])((name, prompt_index, prompt)))
+    assert_rows_match(rows, table[table.chunk == index].drop(columns="chunk").reset_index(drop=True),
+                      is_score=lambda col: col.startswith("eval_loss"))
+    words, words_meta = sweeps.load("training_runs_words", DEFAULT_MODEL_DIR)
+    cfg = words_meta["config"]
+    split = WorldSplit.from_json((DEFAULT_MODEL_DIR / "split.json").read_text())
+    assert cfg["prompts"] == bench.one_object_prompts(split, len(cfg["prompts"]))
+    rows = pd.DataFrame(bench.words_chunk(models, cfg["prompts"], cfg["videos"])(name))
+    cached = words[words.model == name].drop(columns="chunk").reset_index(drop=True)
+    assert_rows_match(rows, cached, is_score=lambda col: col in ("rms",) or col.startswith("eval_loss"))
+
+
+def test_cached_training_curve_contains_the_shipped_model():
+    """The lineage's curve (copied from the last run) starts with the shipped model's own curve."""
+    from anse_lib.provenance import sha256_file
+
+    path = sweeps.SWEEPS_DIR / "training_runs_curve.csv"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert sha256_file(path) == meta["table_sha256"]
+    runs, runs_meta = sweeps.load("training_runs", DEFAULT_MODEL_DIR)
+    assert runs_meta["config"]["models"][meta["copied_from"]] == meta["model_hash"]
+    lineage = pd.read_csv(path)
+    assert lineage.step.max() == runs[runs.model == meta["copied_from"]].trained_steps.iloc[0]
+    own = pd.read_csv(DEFAULT_MODEL_DIR / "training_curve.csv")
+    pd.testing.assert_frame_equal(lineage.iloc[: len(own)].reset_index(drop=True), own)
+
+
+def test_cached_train_step_profile_table():
+    """Timings cannot be recomputed; the table's provenance and its arithmetic can."""
+    table, meta = sweeps.load("train_step_profile", DEFAULT_MODEL_DIR)
+    assert meta["command"].startswith("python benchmarks/train_step_profile.py") and "--save" in meta["command"]
+    assert {"train", "threads", "torch"} <= set(meta["config"])
+    for part in ("phases", "operators"):
+        rows = table[table.table == part]
+        assert abs(rows.share.sum() - 1) < 1e-6, part
+        assert np.allclose(rows.share, rows["seconds per step"] / rows["seconds per step"].sum(), atol=1e-6)
+    assert set(table[table.table == "phases"].name) == {"data", "forward", "backward", "clip and optimiser", "ema"}
+    variants = table[table.table == "variants"].set_index("name")
+    default = variants.loc["default (fused CPU attention, float32)"]
+    assert default["ratio to default"] == 1.0
+    assert np.allclose(variants["ratio to default"], variants["seconds per step"] / default["seconds per step"],
+                       rtol=1e-5)
