@@ -98,10 +98,21 @@ def stop_lab(proc: subprocess.Popen):
             proc.wait()
 
 
+def dismiss_dialogs(page):
+    """Accept any JupyterLab dialog in the way (e.g. a kernel choice), saying what it asked."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        print("JupyterLab dialog:", " | ".join(dialog.first.inner_text().split("\n"))[:300], flush=True)
+        accept = dialog.first.locator(".jp-Dialog-button.jp-mod-accept")
+        (accept if accept.count() else dialog.first.locator(".jp-Dialog-button")).first.click()
+        page.wait_for_timeout(500)
+
+
 def run_all(page, attempts: int = 5):
     """Run > Run All Cells, until a cell is seen executing (the menu item is inert until the kernel is ready)."""
     for _ in range(attempts):
         page.keyboard.press("Escape")
+        dismiss_dialogs(page)
         page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         item = page.locator(".lm-Menu-item", has_text="Run All Cells").first
         item.wait_for(state="visible", timeout=10_000)
