@@ -94,6 +94,21 @@ def rotary_embeddings(transformer: CogVideoXTransformer3DModel,
                                    temporal_size=c.sample_frames, device=device)
 
 
+def denoiser_output(transformer: CogVideoXTransformer3DModel, text_encoder, tokenizer, noisy: torch.Tensor,
+                    t: torch.Tensor, prompts: list[str], image_rotary_emb=None) -> torch.Tensor:
+    """The transformer's raw output for ``noisy`` ``(B, F, C, H, W)`` at timesteps ``t`` ``(B,)``, one prompt each.
+
+    One conditioned forward, no guidance: the prompts are tokenized and encoded, then the
+    transformer runs with ``image_rotary_emb`` (from :func:`rotary_embeddings`; ``None``
+    without RoPE). The output has the shape of ``noisy``; what it predicts (velocity, noise
+    or sample) is the scheduler's ``prediction_type``. Training, the fixed-data loss and the
+    clean-video prediction all call this, so the three see one model input.
+    """
+    emb = text_encoder(tokenizer(prompts)["input_ids"])
+    return transformer(hidden_states=noisy, encoder_hidden_states=emb, timestep=t,
+                       image_rotary_emb=image_rotary_emb, return_dict=False)[0]
+
+
 #: The default architecture (the first shipped model's; the shipped one's is in its
 #: folder's config). 8 frames of 32x32 RGB, patch 4 -> 512 video tokens, plus 20 text
 #: tokens = 532 tokens of joint attention, as in CogVideoX-2B (sin-cos positions, no RoPE).

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .model import rotary_embeddings
+from .model import denoiser_output, rotary_embeddings
 from .render import render
 from .world import COLOURS, MOTIONS, SHAPES, SIZES, PromptSpec, parse_prompt
 
@@ -60,9 +60,8 @@ def predicted_x0(pipe, noisy: torch.Tensor, t: torch.Tensor, prompts: list[str])
     Converts the transformer's output to ``x0`` by the scheduler's prediction type
     (``v_prediction``, ``epsilon`` or ``sample``); no guidance.
     """
-    emb = pipe.text_encoder(pipe.tokenizer(prompts)["input_ids"])
-    out = pipe.transformer(hidden_states=noisy, encoder_hidden_states=emb, timestep=t,
-                           image_rotary_emb=rotary_embeddings(pipe.transformer, noisy.device), return_dict=False)[0]
+    out = denoiser_output(pipe.transformer, pipe.text_encoder, pipe.tokenizer, noisy, t, prompts,
+                          rotary_embeddings(pipe.transformer, noisy.device))
     a = pipe.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1).to(noisy.dtype)
     kind = pipe.scheduler.config.prediction_type
     if kind == "v_prediction":

@@ -66,7 +66,7 @@ from ..provenance import (
     verify_manifest,
     write_manifest,
 )
-from .model import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, build_components, rotary_embeddings
+from .model import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, build_components, denoiser_output, rotary_embeddings
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import RESOLUTION, render
 from .world import make_split, sample_prompts
@@ -178,6 +178,20 @@ def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Ten
 EVAL_BANDS = {"t 950-999": (950, 1000), "t 500-949": (500, 950), "t 0-499": (0, 500)}
 
 
+def v_prediction_loss(transformer, text_encoder, tokenizer, scheduler, prompts: list[str], x0: torch.Tensor,
+                      noise: torch.Tensor, t: torch.Tensor, image_rotary_emb=None) -> torch.Tensor:
+    """The training objective: MSE between the model's output and the velocity target (a scalar tensor).
+
+    ``x0`` and ``noise`` are ``(B, F, C, H, W)`` (pixels in [-1, 1]), ``t`` ``(B,)`` integer
+    timesteps, one prompt per video. ``x0`` is noised to ``t`` by ``scheduler.add_noise``; the
+    target is ``scheduler.get_velocity(x0, noise, t)``; the output comes from
+    :func:`~anse_lib.toyworld.model.denoiser_output` and is compared in float32.
+    """
+    noisy = scheduler.add_noise(x0, noise, t)
+    pred = denoiser_output(transformer, text_encoder, tokenizer, noisy, t, prompts, image_rotary_emb)
+    return torch.nn.functional.mse_loss(pred.float(), scheduler.get_velocity(x0, noise, t))
+
+
 @torch.no_grad()
 def evaluation_loss(pipe, split, batches: int = 8, batch_size: int = 16, seed: int = 10**6,
                     bands: dict = EVAL_BANDS) -> dict[str, float]:
@@ -210,11 +224,8 @@ def evaluation_loss(pipe, split, batches: int = 8, batch_size: int = 16, seed: i
             gen = torch.Generator().manual_seed(seed + b)
             noise = torch.randn(x0.shape, generator=gen)
             t = torch.randint(low, high, (batch_size,), generator=gen)
-            xt = pipe.scheduler.add_noise(x0, noise, t)
-            emb = pipe.text_encoder(pipe.tokenizer([s.text for s in specs])["input_ids"])
-            pred = pipe.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
-                                    image_rotary_emb=rotary, return_dict=False)[0]
-            losses.append(torch.nn.functional.mse_loss(pred, pipe.scheduler.get_velocity(x0, noise, t)).item())
+            losses.append(v_prediction_loss(pipe.transformer, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
+                                            [s.text for s in specs], x0, noise, t, rotary).item())
         out[name] = float(np.mean(losses))
     width = {name: high - low for name, (low, high) in bands.items()}
     out["uniform"] = float(sum(out[n] * width[n] for n in bands) / sum(width.values()))
@@ -323,18 +334,13 @@ class Trainer:
                 t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
             else:
                 t = torch.multinomial(self.timestep_weights, x0.shape[0], replacement=True, generator=gen)
-            xt = self.scheduler.add_noise(x0, noise, t)
-            target = self.scheduler.get_velocity(x0, noise, t)
-            ids = self.tokenizer(prompts)["input_ids"]
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
         dtype = AUTOCAST_DTYPES[cfg.autocast]
         with record_function("forward"):
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                emb = self.text_encoder(ids)
-                pred = self.transformer(hidden_states=xt, encoder_hidden_states=emb, timestep=t,
-                                        image_rotary_emb=self.rotary_emb, return_dict=False)[0]
-            loss = torch.nn.functional.mse_loss(pred.float(), target)
+                loss = v_prediction_loss(self.transformer, self.text_encoder, self.tokenizer, self.scheduler,
+                                         prompts, x0, noise, t, self.rotary_emb)
         with record_function("backward"):
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
