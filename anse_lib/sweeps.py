@@ -5,12 +5,15 @@ appended to ``NAME.partial.csv`` atomically after every chunk, so an interrupted
 resumes where it stopped; when all chunks are done the table is written to
 ``NAME.csv`` with ``NAME.json`` beside it: the command, the model's hash, the config
 and the chunk layout that made it. :func:`load` checks that the cached table was made
-by the model it is used with.
+by the model it is used with. A table made in one go (a timing run, a copied file) is
+written with the same provenance by :func:`save`; :func:`command` spells the command line
+every cached table records.
 """
 from __future__ import annotations
 
 import io
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,18 +22,50 @@ import pandas as pd
 
 from .provenance import atomic_write_text, model_hash, sha256_file
 
-SWEEPS_DIR = Path(__file__).resolve().parents[1] / "data" / "sweeps"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SWEEPS_DIR = REPO_ROOT / "data" / "sweeps"
 
 
 class StaleResultsError(RuntimeError):
     """A cached table was made by another model (or config) than the one asked for."""
 
 
+def command(script: str | Path, argv: list[str] | None = None) -> str:
+    """The command line a cached table records: ``python SCRIPT ARGS``, shell-quoted.
+
+    ``script`` is the running file (``__file__``), shown relative to the repository root;
+    ``argv`` the arguments given to ``main`` (``None``: this process's ``sys.argv[1:]``).
+    """
+    path = Path(script).resolve()
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    return shlex.join(["python", str(shown), *(sys.argv[1:] if argv is None else argv)])
+
+
+def save(name: str, table: pd.DataFrame, config: dict, model_dir: str | Path, command: str,
+         folder: Path = SWEEPS_DIR, **extra) -> dict:
+    """Write ``table`` as the cached table ``NAME.csv`` with its provenance ``NAME.json``; returns the latter.
+
+    The provenance is :func:`run`'s (command, the model's hash, config, the table's SHA-256),
+    plus any ``extra`` fields; both files are written atomically, the table first.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{name}.csv", _csv(table))
+    meta = {"name": name, "command": command, "model_hash": model_hash(model_dir),
+            "model_dir": str(Path(model_dir).name), "config": config, **extra,
+            "table_sha256": sha256_file(folder / f"{name}.csv")}
+    atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
 def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], config: dict, model_dir: str | Path,
-        command: str | None = None, folder: Path = SWEEPS_DIR, progress: bool = True) -> pd.DataFrame:
+        command: str | None = None, folder: Path = SWEEPS_DIR, progress: bool = True,
+        force: bool = False) -> pd.DataFrame:
     """Run (or resume, or just load) a sweep and return its table. ``work(chunk)`` returns the chunk's rows.
 
-    A complete cached table made with the same model, config and chunks is returned as is.
+    A complete cached table made with the same model, config and chunks is returned as is,
+    unless ``force`` (a timing run, say, which must be re-measured): then it and any partial
+    table are made again from the start.
 
     Every row gets a ``chunk`` column (the chunk's position), which is how resuming and
     recomputing find it.
@@ -44,12 +79,12 @@ def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], confi
             "model_dir": str(Path(model_dir).name), "config": config, "chunks": [repr(c) for c in chunks]}
     same = lambda other: all(other.get(k) == meta[k] for k in ("model_hash", "config", "chunks"))  # noqa: E731
     final, final_meta = folder / f"{name}.csv", folder / f"{name}.json"
-    if final.exists() and final_meta.exists() and same(json.loads(final_meta.read_text())):
+    if not force and final.exists() and final_meta.exists() and same(json.loads(final_meta.read_text())):
         return load(name, model_dir, folder)[0]  # already complete
     partial = folder / f"{name}.partial.csv"
     partial_meta = folder / f"{name}.partial.json"
     done = pd.DataFrame()
-    if partial.exists() and partial_meta.exists() and same(json.loads(partial_meta.read_text())):
+    if not force and partial.exists() and partial_meta.exists() and same(json.loads(partial_meta.read_text())):
         done = pd.read_csv(partial)
     else:  # another sweep's rows must not be resumed as this one's
         partial.unlink(missing_ok=True)
@@ -62,9 +97,7 @@ def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], confi
         done = pd.concat([done, rows], ignore_index=True)
         atomic_write_text(partial, _csv(done))
     done = done.sort_values("chunk", kind="stable").reset_index(drop=True)
-    atomic_write_text(folder / f"{name}.csv", _csv(done))
-    meta["table_sha256"] = sha256_file(folder / f"{name}.csv")
-    atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=1) + "\n")
+    save(name, done, config, model_dir, meta["command"], folder, chunks=meta["chunks"])
     partial.unlink()
     partial_meta.unlink()
     return done

@@ -90,7 +90,7 @@ def main(argv=None):
     seeds = list(range(args.seeds))
     config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, k=10, drop_prob=0.2, other=[20, 0.5],
                   later_steps=args.later_steps, lookahead=args.lookahead, threads=torch.get_num_threads())
-    command = "python benchmarks/score_quality_study.py " + " ".join(argv or [])
+    command = sweeps.command(__file__, argv)
     table = sweeps.run(args.name, list(enumerate(heldout_prompts(args.prompts))),
                        study_chunk(pipe, seeds, config["k"], config["drop_prob"], tuple(config["other"]),
                                    args.later_steps, args.lookahead),

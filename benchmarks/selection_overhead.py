@@ -244,33 +244,22 @@ def main(argv=None):
 
 
 def save(argv) -> None:
-    """Write ``ROWS`` to ``data/sweeps/selection_overhead.csv`` and its provenance beside it."""
-    import json
+    """Write ``ROWS`` as the cached table ``data/sweeps/selection_overhead`` with its provenance."""
     import os
     import platform
 
     import pandas as pd
 
-    from anse_lib.provenance import atomic_write_text, model_hash, sha256_file
-    from anse_lib.sweeps import SWEEPS_DIR
+    from anse_lib import sweeps
     from anse_lib.toyworld import DEFAULT_MODEL_DIR
 
-    table = SWEEPS_DIR / "selection_overhead.csv"
-    atomic_write_text(table, pd.DataFrame(ROWS).to_csv(index=False))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    meta = {"name": "selection_overhead", "command": " ".join(["python benchmarks/selection_overhead.py", *args]),
-            "model_hash": model_hash(DEFAULT_MODEL_DIR), "model_dir": DEFAULT_MODEL_DIR.name,
-            "config": {"M": M, "K": K, "steps": STEPS, "row_sample": ROW_SAMPLE, "threads": torch.get_num_threads(),
-                       "cpu": cpu, "scorer": "compiled" if kernel.available() else "torch",
-                       "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-            "table_sha256": sha256_file(table)}
-    atomic_write_text(SWEEPS_DIR / "selection_overhead.json", json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {table} ({len(ROWS)} rows)")
-
+    config = {"M": M, "K": K, "steps": STEPS, "row_sample": ROW_SAMPLE, "threads": torch.get_num_threads(),
+              "cpu": cpu, "scorer": "compiled" if kernel.available() else "torch",
+              "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    sweeps.save("selection_overhead", pd.DataFrame(ROWS), config, DEFAULT_MODEL_DIR, sweeps.command(__file__, argv))
+    print(f"wrote {sweeps.SWEEPS_DIR / 'selection_overhead.csv'} ({len(ROWS)} rows)")
 
 if __name__ == "__main__":
     main()

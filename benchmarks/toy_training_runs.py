@@ -6,7 +6,8 @@
 Each ``--model NAME=DIR`` (an exported toy model folder) generates the first ``--prompts``
 held-out prompts of the benchmark's draw (``toy_model_quality.heldout_prompts``) from seeds
 ``0..--seeds-1`` at the pipeline's defaults, so every model sees the same prompts and noise
-and the rows pair. Each row carries the model's name, hash and trained steps; its mean
+and the rows pair. The config records each model's hash and training command (from its
+manifest). Each row carries the model's name, hash and trained steps; its mean
 logged training loss over the last 500 steps (under the run's own timestep weighting, so not
 comparable across recipes); its loss on fixed data per timestep band
 (``train.evaluation_loss``, comparable); and the ToyBench scores of one video.
@@ -24,9 +25,6 @@ re-made whenever the shipped model changes.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +33,7 @@ from toy_model_quality import SUCCESS, generate, heldout_prompts
 from toy_prompt_sensitivity import one_object_prompts
 
 from anse_lib import sweeps
-from anse_lib.provenance import MANIFEST_NAME, atomic_write_text, model_hash, read_manifest, sha256_file
+from anse_lib.provenance import MANIFEST_NAME, model_hash, read_manifest
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
 from anse_lib.toyworld.sensitivity import prompt_sensitivity
@@ -169,11 +167,12 @@ def main(argv=None):
         ap.exit(2, f"error: none of the models is the shipped one ({DEFAULT_MODEL_DIR}); "
                    f"add shipped={DEFAULT_MODEL_DIR}\n")
     torch.set_num_threads(2)
-    command = shlex.join(["python", "benchmarks/toy_training_runs.py", *(sys.argv[1:] if argv is None else argv)])
+    command = sweeps.command(__file__, argv)
     seeds = list(range(args.seeds))
     prompts = heldout_prompts(64)[: args.prompts]
-    config = dict(models=hashes, prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE,
-                  guidance_rescale=DEFAULT_GUIDANCE_RESCALE)
+    commands = {name: read_manifest(folder)["command"] for name, folder in folders.items()}  # how each was trained
+    config = dict(models=hashes, commands=commands, prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS,
+                  guidance=DEFAULT_GUIDANCE, guidance_rescale=DEFAULT_GUIDANCE_RESCALE)
     table = sweeps.run(args.name, [(m, i, p) for m in folders for i, p in enumerate(prompts)],
                        quality_chunk(models, seeds), config, DEFAULT_MODEL_DIR, command=command)
     split = WorldSplit.from_json((DEFAULT_MODEL_DIR / "split.json").read_text())
@@ -182,12 +181,9 @@ def main(argv=None):
                        dict(models=hashes, prompts=word_prompts, videos=args.word_videos,
                             timesteps=list(WORD_TIMESTEPS)),
                        DEFAULT_MODEL_DIR, command=command)
-    last = list(folders.values())[-1]
-    curve_path = sweeps.SWEEPS_DIR / f"{args.name}_curve.csv"
-    atomic_write_text(curve_path, (last / CURVE_NAME).read_text())
-    atomic_write_text(curve_path.with_suffix(".json"), json.dumps(
-        {"command": command, "copied_from": list(folders)[-1], "model_hash": hashes[list(folders)[-1]],
-         "table_sha256": sha256_file(curve_path)}, indent=1) + "\n")
+    last_name, last = list(folders.items())[-1]
+    sweeps.save(f"{args.name}_curve", pd.read_csv(last / CURVE_NAME), {"models": hashes}, last, command,
+                copied_from=last_name)
 
     checks = ["semantic", *toybench.SEMANTIC_CHECKS, "quality", "subject_consistency"]
     losses = [c for c in table.columns if c.startswith("eval_loss")]

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shlex
-import sys
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
@@ -166,11 +164,8 @@ def main(argv=None):
         config = {"train": dict(cfg.__dict__), "steps": args.steps, "rounds": args.rounds,
                   "threads": torch.get_num_threads(),
                   "torch": torch.__version__}
-        command = shlex.join(["python", "benchmarks/train_step_profile.py", *(sys.argv[1:] if argv is None else argv)])
-        for f in ("csv", "json"):
-            (sweeps.SWEEPS_DIR / f"train_step_profile.{f}").unlink(missing_ok=True)
         sweeps.run("train_step_profile", ["measured"], lambda _: rows, config, DEFAULT_MODEL_DIR,
-                   command=command, progress=False)
+                   command=sweeps.command(__file__, argv), progress=False, force=True)  # timings: never reused
 
 
 if __name__ == "__main__":

@@ -211,7 +211,8 @@ def test_cached_training_curve_contains_the_shipped_model():
     lineage = pd.read_csv(path)
     assert lineage.step.max() == runs[runs.model == meta["copied_from"]].trained_steps.iloc[0]
     own = pd.read_csv(DEFAULT_MODEL_DIR / "training_curve.csv")
-    pd.testing.assert_frame_equal(lineage.iloc[: len(own)].reset_index(drop=True), own)
+    pd.testing.assert_frame_equal(lineage.iloc[: len(own)].reset_index(drop=True), own,
+                                  check_exact=False, rtol=1e-6)  # the table keeps 7 significant digits
 
 
 def test_cached_train_step_profile_table():

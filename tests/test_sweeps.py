@@ -69,6 +69,34 @@ def test_an_interrupted_sweep_with_another_config_does_not_leak_its_rows(tmp_pat
     assert table.x.tolist() == ["new", "new"]
 
 
+def test_force_remeasures_a_complete_table(tmp_path):
+    model = fake_model(tmp_path / "model")
+    first = sweeps.run("t", ["measured"], lambda _: [{"s": 1.0}], {}, model, folder=tmp_path, progress=False)
+    kept = sweeps.run("t", ["measured"], lambda _: [{"s": 2.0}], {}, model, folder=tmp_path, progress=False)
+    forced = sweeps.run("t", ["measured"], lambda _: [{"s": 2.0}], {}, model, folder=tmp_path, progress=False,
+                        force=True)
+    assert first.s.tolist() == kept.s.tolist() == [1.0] and forced.s.tolist() == [2.0]
+    assert sweeps.load("t", model, folder=tmp_path)[0].s.tolist() == [2.0]
+
+
+def test_save_writes_the_provenance_run_writes(tmp_path):
+    model = fake_model(tmp_path / "model")
+    sweeps.run("a", [0], lambda _: [{"x": 1}], {"k": 1}, model, command="cmd", folder=tmp_path, progress=False)
+    meta = sweeps.save("b", pd.DataFrame({"x": [1], "chunk": [0]}), {"k": 1}, model, "cmd", folder=tmp_path,
+                       chunks=["0"], copied_from="run")
+    table, loaded = sweeps.load("b", model, folder=tmp_path)
+    assert loaded == meta and meta["copied_from"] == "run"
+    ran = json.loads((tmp_path / "a.json").read_text())
+    assert {k: v for k, v in meta.items() if k not in ("name", "copied_from")} == \
+        {k: v for k, v in ran.items() if k != "name"}
+
+
+def test_command_is_the_script_relative_to_the_repository_and_quoted():
+    script = sweeps.REPO_ROOT / "benchmarks" / "toy_model_quality.py"
+    assert sweeps.command(script, ["--name", "a b"]) == "python benchmarks/toy_model_quality.py --name 'a b'"
+    assert sweeps.command(script, []) == "python benchmarks/toy_model_quality.py"
+
+
 def test_atomic_write_gives_the_permissions_open_would(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
