@@ -174,19 +174,21 @@ def plot_prompt_sensitivity(table, ideal: dict | None = None, ax=None):
 
     ``table``: the long DataFrame of :func:`anse_lib.toyworld.sensitivity.prompt_sensitivity`
     (``timestep, attribute, rms``; several prompts are averaged). ``ideal``:
-    ``{attribute: rms}`` of the best possible model at pure noise, drawn as crosses at the
-    largest timestep in the attribute's colour.
+    ``{attribute: rms}`` of the best possible model at pure noise, drawn as crosses in the
+    attribute's colour just right of the largest timestep (beside the model's point, not on it).
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.2))
+        _, ax = plt.subplots(figsize=(6.2, 3.2))
     mean = table.groupby(["attribute", "timestep"], sort=False).rms.mean()
-    last = int(table.timestep.max())
+    first, last = int(table.timestep.min()), int(table.timestep.max())
+    beside = last + 0.08 * max(last - first, 1)
     for i, attr in enumerate(dict.fromkeys(table.attribute)):
         line = mean.loc[attr].sort_index()
         ax.plot(line.index, line.values, marker="o", color=f"C{i}", label=attr)
         if ideal is not None and attr in ideal:
-            ax.plot([last], [ideal[attr]], marker="x", markersize=10, mew=2, color=f"C{i}", ls="none")
-    ax.set(yscale="log", xlabel="timestep (999 = pure noise)", ylabel="RMS change of predicted x0",
-           title="which words move the prediction" + ("  (x: best possible model)" if ideal else ""))
-    ax.legend(fontsize=8)
+            ax.plot([beside], [ideal[attr]], marker="x", markersize=9, mew=2, color=f"C{i}", ls="none", zorder=3)
+    ax.set(yscale="log", xlabel="timestep (999 = pure noise)", ylabel="RMS change of predicted x0 (pixels, [-1, 1])",
+           title="which words move the prediction"
+           + (f"\n(x, right of t = {last}: best possible model)" if ideal else ""))
+    ax.legend(title="swapped word", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     return ax
