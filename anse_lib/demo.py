@@ -145,20 +145,22 @@ def run_demo(pipe, prompts=DEMO_PROMPTS, num_candidates: int = 10, k: int = 10, 
 
 
 def plot_candidate_scores(selection: SelectionResult, ax=None, title: str | None = None, errors=None):
-    """Bar plot of every candidate's BANSA, the winner highlighted.
+    """Every candidate's BANSA as a point (the winner highlighted), on a zoomed y axis.
 
-    ``errors``: optional ``(M,)`` Monte-Carlo standard deviations (e.g. of each candidate's
-    score over several mask seeds), drawn as error bars.
+    Points, not bars: the axis spans only the candidates' range, where bars from a cut-off
+    baseline would make small differences look large. ``errors``: optional ``(M,)``
+    Monte-Carlo standard deviations (e.g. of each candidate's score over several mask
+    seeds), drawn as error bars.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 2.6))
     s = selection.scores
-    ax.bar(range(len(s)), s.bansa, color=["C2" if w else "C0" for w in s.winner],
-           yerr=errors, capsize=3 if errors is not None else 0, ecolor="0.3")
+    ax.errorbar(range(len(s)), s.bansa, yerr=errors, fmt="none", ecolor="0.3", capsize=3 if errors is not None else 0)
+    ax.scatter(range(len(s)), s.bansa, c=["C2" if w else "C0" for w in s.winner], zorder=3)
     spread = 0 if errors is None else float(max(errors))
     lo, hi = s.bansa.min() - spread, s.bansa.max() + spread
     pad = (hi - lo) * 0.3 + 1e-6
-    ax.set(ylim=(lo - pad, hi + pad), xlabel="candidate seed (green: the winner)", ylabel="BANSA, nats",
+    ax.set(ylim=(lo - pad, hi + pad), xlabel="candidate seed (green: the winner)", ylabel="BANSA, nats (zoomed)",
            xticks=range(len(s)))
     ax.set_xticklabels(s.seed, rotation=90, fontsize=6)
     if title:

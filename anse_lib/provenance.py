@@ -13,10 +13,19 @@ import tempfile
 from pathlib import Path
 
 MANIFEST_NAME = "MANIFEST.json"
+#: The repository's root: recorded commands and paths are written relative to it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ChecksumError(RuntimeError):
     """A file's SHA-256 does not match the one its manifest records."""
+
+
+def repo_relative(path: str | os.PathLike) -> str:
+    """``path`` as recorded commands show it: relative to the repository root if it lies inside
+    it (``data/toy_model``), else resolved to an absolute path (so it replays from the root)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

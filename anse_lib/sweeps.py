@@ -6,7 +6,7 @@ resumes where it stopped; when all chunks are done the table is written to
 ``NAME.csv`` with ``NAME.json`` beside it: the command, the model's hash, the config
 and the chunk layout that made it. :func:`load` checks that the cached table was made
 by the model it is used with. A table made in one go (a timing run, a copied file) is
-written with the same provenance by :func:`save`; :func:`command` spells the command line
+written with the same provenance by :func:`save`; :func:`command_line` spells the command line
 every cached table records.
 """
 from __future__ import annotations
@@ -20,37 +20,43 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .provenance import atomic_write_text, model_hash, sha256_file
+from .provenance import REPO_ROOT, atomic_write_text, model_hash, repo_relative, sha256_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEPS_DIR = REPO_ROOT / "data" / "sweeps"
+#: Provenance fields :func:`save` writes itself (``extra`` fields may not override them).
+RESERVED = ("name", "command", "model_hash", "model_dir", "config", "table_sha256")
 
 
 class StaleResultsError(RuntimeError):
     """A cached table was made by another model (or config) than the one asked for."""
 
 
-def command(script: str | Path, argv: list[str] | None = None) -> str:
+def command_line(script: str | Path, argv: list[str] | None = None) -> str:
     """The command line a cached table records: ``python SCRIPT ARGS``, shell-quoted.
 
-    ``script`` is the running file (``__file__``), shown relative to the repository root;
-    ``argv`` the arguments given to ``main`` (``None``: this process's ``sys.argv[1:]``).
+    ``script`` is the running file (``__file__``), shown relative to the repository root
+    (:func:`~anse_lib.provenance.repo_relative`); ``argv`` the arguments given to ``main``
+    (``None``: this process's ``sys.argv[1:]``). Paths among the arguments are recorded as
+    given: the command replays from the directory it was run in.
     """
-    path = Path(script).resolve()
-    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
-    return shlex.join(["python", str(shown), *(sys.argv[1:] if argv is None else argv)])
+    return shlex.join(["python", repo_relative(script), *(sys.argv[1:] if argv is None else argv)])
 
 
 def save(name: str, table: pd.DataFrame, config: dict, model_dir: str | Path, command: str,
-         folder: Path = SWEEPS_DIR, **extra) -> dict:
+         folder: Path = SWEEPS_DIR, float_format: str | None = "%.7g", **extra) -> dict:
     """Write ``table`` as the cached table ``NAME.csv`` with its provenance ``NAME.json``; returns the latter.
 
     The provenance is :func:`run`'s (command, the model's hash, config, the table's SHA-256),
-    plus any ``extra`` fields; both files are written atomically, the table first.
+    plus any ``extra`` fields, which may not be one of :data:`RESERVED`. Floats keep 7
+    significant digits unless ``float_format`` says otherwise (``None``: exact round-trip).
+    Both files are written atomically, the table first.
     """
+    clash = sorted(set(extra) & set(RESERVED))
+    if clash:
+        raise ValueError(f"extra provenance fields {clash} would replace the ones save writes ({', '.join(RESERVED)})")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / f"{name}.csv", _csv(table))
+    atomic_write_text(folder / f"{name}.csv", _csv(table, float_format))
     meta = {"name": name, "command": command, "model_hash": model_hash(model_dir),
             "model_dir": str(Path(model_dir).name), "config": config, **extra,
             "table_sha256": sha256_file(folder / f"{name}.csv")}
@@ -75,7 +81,7 @@ def run(name: str, chunks: Iterable, work: Callable[[object], list[dict]], confi
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     chunks = list(chunks)
-    meta = {"name": name, "command": command or " ".join(["python"] + sys.argv), "model_hash": model_hash(model_dir),
+    meta = {"name": name, "command": command or command_line(sys.argv[0]), "model_hash": model_hash(model_dir),
             "model_dir": str(Path(model_dir).name), "config": config, "chunks": [repr(c) for c in chunks]}
     same = lambda other: all(other.get(k) == meta[k] for k in ("model_hash", "config", "chunks"))  # noqa: E731
     final, final_meta = folder / f"{name}.csv", folder / f"{name}.json"
@@ -120,7 +126,7 @@ def load(name: str, model_dir: str | Path | None = None, folder: Path = SWEEPS_D
     return pd.read_csv(table_path), meta
 
 
-def _csv(df: pd.DataFrame) -> str:
+def _csv(df: pd.DataFrame, float_format: str | None = "%.7g") -> str:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, float_format="%.7g")
+    df.to_csv(buf, index=False, float_format=float_format)
     return buf.getvalue()

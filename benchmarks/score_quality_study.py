@@ -43,7 +43,7 @@ from anse_lib.studies.selectors import (
     lookahead_x0,
 )
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline, toybench
-from anse_lib.toyworld.pipeline import DEFAULT_STEPS
+from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
 
 
 def _ints(text: str) -> list[int]:
@@ -88,9 +88,10 @@ def main(argv=None):
     pipe = load_toy_pipeline()
     pipe.set_progress_bar_config(disable=True)
     seeds = list(range(args.seeds))
-    config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, k=10, drop_prob=0.2, other=[20, 0.5],
+    config = dict(prompts=args.prompts, seeds=seeds, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE,
+                  guidance_rescale=DEFAULT_GUIDANCE_RESCALE, k=10, drop_prob=0.2, other=[20, 0.5],
                   later_steps=args.later_steps, lookahead=args.lookahead, threads=torch.get_num_threads())
-    command = sweeps.command(__file__, argv)
+    command = sweeps.command_line(__file__, argv)
     table = sweeps.run(args.name, list(enumerate(heldout_prompts(args.prompts))),
                        study_chunk(pipe, seeds, config["k"], config["drop_prob"], tuple(config["other"]),
                                    args.later_steps, args.lookahead),

@@ -258,7 +258,8 @@ def save(argv) -> None:
     config = {"M": M, "K": K, "steps": STEPS, "row_sample": ROW_SAMPLE, "threads": torch.get_num_threads(),
               "cpu": cpu, "scorer": "compiled" if kernel.available() else "torch",
               "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    sweeps.save("selection_overhead", pd.DataFrame(ROWS), config, DEFAULT_MODEL_DIR, sweeps.command(__file__, argv))
+    sweeps.save("selection_overhead", pd.DataFrame(ROWS), config, DEFAULT_MODEL_DIR,
+                sweeps.command_line(__file__, argv))
     print(f"wrote {sweeps.SWEEPS_DIR / 'selection_overhead.csv'} ({len(ROWS)} rows)")
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def main():
               "prompts": int(table.prompt.nunique()), "seeds": len(meta["config"]["seeds"]),
               "k": meta["config"]["k"], "drop_prob": meta["config"]["drop_prob"]}
     curve = sweeps.run("depth_calibration", [0], lambda _: cal.curve.to_dict("records"), config, DEFAULT_MODEL_DIR,
-                       command=sweeps.command(__file__), progress=False)
+                       command=sweeps.command_line(__file__), progress=False)
     print(curve.drop(columns="chunk").round(3).to_string(index=False))
     print(f"d* = {cal.d_star} of {len(curve)} "
           f"(pooled r >= {TAU}, {config['prompts']} prompts x {config['seeds']} seeds)")

@@ -88,7 +88,7 @@ def main(argv=None):
                   drop_prob=0.2, threads=torch.get_num_threads())
     # the guidance tables set guidance themselves: their config is the rest of the main one
     shared = {k: v for k, v in config.items() if k not in ("guidance", "guidance_rescale")}
-    command = sweeps.command(__file__, argv)
+    command = sweeps.command_line(__file__, argv)
     prompts = heldout_prompts(args.prompts)
     gvals = [float(g) for g in args.guidance_values.split(",")]
     rvals = [float(r) for r in args.guidance_rescale_values.split(",")]

@@ -1,6 +1,6 @@
 """What the training runs of the toy model bought: ToyBench and word sensitivity per exported model.
 
-    python benchmarks/toy_training_runs.py --model shipped=data/toy_model --model cool=/work/runs/hb_cool_6500
+    python benchmarks/toy_training_runs.py --model first=RUN_3500 --model cool=RUN_6500 --model mid=data/toy_model
     python benchmarks/toy_training_runs.py --model ... --prompts 8 --seeds 2 --name quick   # a smaller run
 
 Each ``--model NAME=DIR`` (an exported toy model folder) generates the first ``--prompts``
@@ -167,7 +167,7 @@ def main(argv=None):
         ap.exit(2, f"error: none of the models is the shipped one ({DEFAULT_MODEL_DIR}); "
                    f"add shipped={DEFAULT_MODEL_DIR}\n")
     torch.set_num_threads(2)
-    command = sweeps.command(__file__, argv)
+    command = sweeps.command_line(__file__, argv)
     seeds = list(range(args.seeds))
     prompts = heldout_prompts(64)[: args.prompts]
     commands = {name: read_manifest(folder)["command"] for name, folder in folders.items()}  # how each was trained
@@ -183,7 +183,7 @@ def main(argv=None):
                        DEFAULT_MODEL_DIR, command=command)
     last_name, last = list(folders.items())[-1]
     sweeps.save(f"{args.name}_curve", pd.read_csv(last / CURVE_NAME), {"models": hashes}, last, command,
-                copied_from=last_name)
+                float_format=None, copied_from=last_name)  # an exact copy of the last model's curve
 
     checks = ["semantic", *toybench.SEMANTIC_CHECKS, "quality", "subject_consistency"]
     losses = [c for c in table.columns if c.startswith("eval_loss")]

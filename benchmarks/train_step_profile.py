@@ -6,7 +6,7 @@
 
 The shipped model's recipe (the flags in its manifest) in float32, from a fresh
 initialisation (the weights do not change the cost). One step = data, forward, backward,
-gradient clipping and AdamW, and the EMA update: first the time of each phase (the named
+gradient clipping and AdamW, and the EMA update (what each holds: ``PHASES``): first the time of each phase (the named
 scopes of ``Trainer.train_step``, total CPU time), then the operators that take it, by
 group (self CPU time, so nothing is counted twice; "everything else" holds the element-wise
 ops, the optimiser's per-tensor arithmetic, autograd bookkeeping and allocation). Then the
@@ -43,9 +43,10 @@ GROUPS = (("attention", ("scaled_dot_product", "flash_attention")),
           ("copies", ("aten::copy_", "aten::cat", "aten::clone")))
 OTHER = "everything else"
 DEFAULT = "default (fused CPU attention, float32)"
-#: The named scopes of ``Trainer.train_step``.
-PHASES = ("data", "forward", "backward", "clip and optimiser", "ema")
-
+#: The named scopes of ``Trainer.train_step`` and what each holds (recorded with the table).
+PHASES = {"data": "the batch's prompts and renders, its noise and timesteps",
+          "forward": "noising, tokenizing, the text encoder, the transformer and the loss",
+          "backward": "autograd", "clip and optimiser": "gradient clipping and AdamW", "ema": "the EMA update"}
 
 def shipped_config() -> TrainConfig:
     """The shipped model's training recipe (its manifest's ``train`` config), for a fresh run."""
@@ -162,10 +163,10 @@ def main(argv=None):
         rows += [{"table": "operators", "name": k, **v} for k, v in shares.to_dict("index").items()]
         rows += [{"table": "variants", "name": k, **v} for k, v in timing.to_dict("index").items()]
         config = {"train": dict(cfg.__dict__), "steps": args.steps, "rounds": args.rounds,
-                  "threads": torch.get_num_threads(),
+                  "threads": torch.get_num_threads(), "phases": PHASES,
                   "torch": torch.__version__}
         sweeps.run("train_step_profile", ["measured"], lambda _: rows, config, DEFAULT_MODEL_DIR,
-                   command=sweeps.command(__file__, argv), progress=False, force=True)  # timings: never reused
+                   command=sweeps.command_line(__file__, argv), progress=False, force=True)  # timings: never reused
 
 
 if __name__ == "__main__":

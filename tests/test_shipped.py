@@ -1,6 +1,5 @@
 """The shipped toy model, the cached sweep made with it (a sample recomputed), the demo and the CLI."""
 import ast
-import json
 import subprocess
 import sys
 
@@ -42,6 +41,25 @@ def test_cached_sweeps_were_made_by_the_shipped_model(name):
     assert meta["model_hash"] == model_hash(DEFAULT_MODEL_DIR)
     assert meta["command"].startswith("python benchmarks/toy_model_quality.py")
     assert len(table) and table.chunk.nunique() == len(meta["chunks"])
+
+
+def test_pipeline_defaults_are_the_guidance_sweeps_best_semantic_score():
+    """The rule in pipeline.py's docstring, applied to the shipped model's cached guidance sweep."""
+    from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE
+
+    sweep, _ = sweeps.load("heldout_quality_guidance", DEFAULT_MODEL_DIR)
+    best = sweep.groupby(["guidance", "guidance_rescale"]).semantic.mean().idxmax()
+    assert best == (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE)
+
+
+@pytest.mark.parametrize("name", ["heldout_quality", "score_quality_study", "training_runs"])
+def test_cached_sweeps_used_the_pipelines_guidance(name):
+    """The model hash alone would not catch a table generated at an older default guidance."""
+    from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE
+
+    _, meta = sweeps.load(name, DEFAULT_MODEL_DIR)
+    assert (meta["config"]["guidance"], meta["config"]["guidance_rescale"]) == (DEFAULT_GUIDANCE,
+                                                                                DEFAULT_GUIDANCE_RESCALE)
 
 
 def benchmark():
@@ -201,18 +219,13 @@ def test_cached_training_runs_sample_recomputes():
 
 def test_cached_training_curve_contains_the_shipped_model():
     """The lineage's curve (copied from the last run) starts with the shipped model's own curve."""
-    from anse_lib.provenance import sha256_file
 
-    path = sweeps.SWEEPS_DIR / "training_runs_curve.csv"
-    meta = json.loads(path.with_suffix(".json").read_text())
-    assert sha256_file(path) == meta["table_sha256"]
+    lineage, meta = sweeps.load("training_runs_curve")  # the last model's curve: not always the shipped one
     runs, runs_meta = sweeps.load("training_runs", DEFAULT_MODEL_DIR)
     assert runs_meta["config"]["models"][meta["copied_from"]] == meta["model_hash"]
-    lineage = pd.read_csv(path)
     assert lineage.step.max() == runs[runs.model == meta["copied_from"]].trained_steps.iloc[0]
     own = pd.read_csv(DEFAULT_MODEL_DIR / "training_curve.csv")
-    pd.testing.assert_frame_equal(lineage.iloc[: len(own)].reset_index(drop=True), own,
-                                  check_exact=False, rtol=1e-6)  # the table keeps 7 significant digits
+    pd.testing.assert_frame_equal(lineage.iloc[: len(own)].reset_index(drop=True), own, check_exact=True)
 
 
 def test_cached_train_step_profile_table():

@@ -91,10 +91,31 @@ def test_save_writes_the_provenance_run_writes(tmp_path):
         {k: v for k, v in ran.items() if k != "name"}
 
 
-def test_command_is_the_script_relative_to_the_repository_and_quoted():
+def test_command_is_the_script_relative_to_the_repository_and_quoted(tmp_path, monkeypatch):
     script = sweeps.REPO_ROOT / "benchmarks" / "toy_model_quality.py"
-    assert sweeps.command(script, ["--name", "a b"]) == "python benchmarks/toy_model_quality.py --name 'a b'"
-    assert sweeps.command(script, []) == "python benchmarks/toy_model_quality.py"
+    assert sweeps.command_line(script, ["--name", "a b"]) == "python benchmarks/toy_model_quality.py --name 'a b'"
+    assert sweeps.command_line(script, []) == "python benchmarks/toy_model_quality.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--seeds", "2"])
+    assert sweeps.command_line(script) == "python benchmarks/toy_model_quality.py --seeds 2"  # this process's
+    outside = tmp_path / "my script.py"
+    assert sweeps.command_line(outside, []) == f"python '{outside.resolve()}'"  # absolute, quoted
+
+
+def test_save_refuses_extra_fields_that_would_replace_its_own(tmp_path):
+    model = fake_model(tmp_path / "model")
+    with pytest.raises(ValueError, match=r"\['model_hash'\] would replace"):
+        sweeps.save("x", pd.DataFrame({"a": [1]}), {}, model, "cmd", folder=tmp_path, model_hash="forged")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_save_can_keep_floats_exact(tmp_path):
+    model = fake_model(tmp_path / "model")
+    value = 0.1234567891234
+    sweeps.save("rounded", pd.DataFrame({"v": [value]}), {}, model, "cmd", folder=tmp_path)
+    sweeps.save("exact", pd.DataFrame({"v": [value]}), {}, model, "cmd", folder=tmp_path, float_format=None)
+    rounded = sweeps.load("rounded", folder=tmp_path)[0].v[0]
+    assert rounded == pytest.approx(value, rel=1e-6) and rounded != value
+    assert sweeps.load("exact", folder=tmp_path)[0].v[0] == value
 
 
 def test_atomic_write_gives_the_permissions_open_would(tmp_path):

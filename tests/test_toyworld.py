@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from anse_lib.provenance import ChecksumError, verify_manifest, write_manifest
+from anse_lib.provenance import ChecksumError, repo_relative, verify_manifest, write_manifest
 from anse_lib.toyworld import (
     ObjectSpec,
     ToyVideoPipeline,
@@ -350,7 +350,7 @@ def test_promote_moves_a_staged_model_and_rewrites_its_export(tmp_path, monkeypa
     assert manifest["command"].startswith("python -m anse_lib.toyworld.train --steps 1 --export data/m && ")
     assert manifest["command"].endswith(f"--export {tmp_path / 'shipped'}")
     assert "moved to" in manifest["promoted"]
-    assert train._repo_relative(train.DEFAULT_MODEL_DIR) == "data/toy_model"  # what the shipped chain records
+    assert repo_relative(train.DEFAULT_MODEL_DIR) == "data/toy_model"  # what the shipped chain records
     assert load_toy_pipeline(tmp_path / "shipped").transformer.config.num_layers == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "shipped"]  # nothing left behind
 
@@ -367,3 +367,46 @@ def test_evaluation_loss_is_fixed_data_per_band():
     assert a["uniform"] == pytest.approx((100 * a["high"] + 300 * a["low"]) / 400)
     # one band alone sees the same videos, noise and timesteps as it does beside another
     assert train.evaluation_loss(pipe, split, batches=1, batch_size=2, bands={"low": (0, 300)})["low"] == a["low"]
+
+
+def test_training_step_loss_is_v_prediction_loss_of_its_batch(tmp_path):
+    """train_step, evaluation_loss and predicted_x0 share one model call; the step's loss is that objective."""
+    from anse_lib.toyworld import train
+    from anse_lib.toyworld.model import denoiser_output
+
+    cfg = train.TrainConfig(steps=1, batch_size=2, num_layers=1, resolution=16, patch_size=2, text_layers=0,
+                            warmup_steps=1, cond_dropout=0.0, timestep_bias_strategy="none", autocast="none")
+    trainer = train.Trainer(cfg, tmp_path / "run")
+    prompts, x0 = train.make_batch(0, cfg, trainer.split)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, trainer.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)  # no bias
+    with torch.no_grad():
+        expected = train.v_prediction_loss(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
+                                           trainer.scheduler, prompts, x0, noise, t).item()
+        velocity = trainer.scheduler.get_velocity(x0, noise, t)
+        out = denoiser_output(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
+                              trainer.scheduler.add_noise(x0, noise, t), t, prompts)
+    assert expected == pytest.approx(torch.nn.functional.mse_loss(out, velocity).item(), rel=1e-6)
+    assert trainer.train_step() == expected  # the step before its update: the same batch, weights and loss
+    with pytest.raises(ValueError, match="one prompt per video: got 1 prompts for 2 videos"):
+        denoiser_output(trainer.transformer, trainer.text_encoder, trainer.tokenizer, x0, t, prompts[:1])
+
+
+def test_describe_model_names_folder_steps_and_hash(tmp_path):
+    import shutil
+
+    from anse_lib.provenance import model_hash, read_manifest, save_manifest
+    from anse_lib.toyworld import DEFAULT_MODEL_DIR, describe_model
+
+    steps = read_manifest(DEFAULT_MODEL_DIR)["trained_steps"]
+    assert describe_model() == (f"toy model data/toy_model: {steps:,} training steps, "
+                                f"model hash {model_hash(DEFAULT_MODEL_DIR)[:12]}")
+    copy = tmp_path / "copy"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy)
+    assert describe_model(copy).startswith(f"toy model {copy.resolve()}: ")  # outside the repository: absolute
+    manifest = read_manifest(copy)
+    del manifest["trained_steps"]
+    save_manifest(copy, manifest)
+    with pytest.raises(ValueError, match="records no trained_steps"):
+        describe_model(copy)

@@ -116,8 +116,8 @@ def masked_samples_figure(capture, layer: int, head: int, query: int, label: str
     """The row, ``n`` of its K masked samples and their mean, as frame panels on one scale."""
     samples = masked_samples(capture, layer, head, query)
     a = capture.probs(layer, head, [query])[0]
-    rows = {"the row": a, **{f"mask {i + 1} of {len(samples)}\n(white: dropped)": samples[i] for i in range(n)},
-            f"mean of the {len(samples)} samples": samples.mean(0)}
+    rows = {"the row": a, **{f"mask {i + 1} of {len(samples)}": samples[i] for i in range(n)},
+            f"mean of\n{len(samples)} samples": samples.mean(0)}
     rows = {key: v * capture.num_tokens for key, v in rows.items()}
     norm = weight_norm(list(rows.values()))
     nf = capture.grid[0]
@@ -129,7 +129,7 @@ def masked_samples_figure(capture, layer: int, head: int, query: int, label: str
     for f in range(nf):
         axes[0, f].set_title(f"frame {f}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label=WEIGHT_LABEL)
-    fig.suptitle(f"{label}: the row and its masked samples (layer {layer}, head {head}, "
+    fig.suptitle(f"{label}: the row and its masked samples, white: dropped keys\n(layer {layer}, head {head}, "
                  f"K = {capture.k}, p = {capture.drop_prob})", fontsize=10)
     return fig
 

@@ -104,6 +104,8 @@ def denoiser_output(transformer: CogVideoXTransformer3DModel, text_encoder, toke
     or sample) is the scheduler's ``prediction_type``. Training, the fixed-data loss and the
     clean-video prediction all call this, so the three see one model input.
     """
+    if len(prompts) != noisy.shape[0]:
+        raise ValueError(f"one prompt per video: got {len(prompts)} prompts for {noisy.shape[0]} videos")
     emb = text_encoder(tokenizer(prompts)["input_ids"])
     return transformer(hidden_states=noisy, encoder_hidden_states=emb, timestep=t,
                        image_rotary_emb=image_rotary_emb, return_dict=False)[0]

@@ -62,6 +62,7 @@ from ..provenance import (
     atomic_write_text,
     model_hash,
     read_manifest,
+    repo_relative,
     save_manifest,
     verify_manifest,
     write_manifest,
@@ -81,7 +82,6 @@ CURVE_NAME = "training_curve.csv"
 #: The folder a recorded training command exports to (its ``--export`` argument).
 EXPORT_ARG = re.compile(r"--export (\S+)")
 DATA_DIR = DEFAULT_MODEL_DIR.parent
-REPO_ROOT = DATA_DIR.parent
 
 
 @dataclass
@@ -187,6 +187,9 @@ def v_prediction_loss(transformer, text_encoder, tokenizer, scheduler, prompts: 
     target is ``scheduler.get_velocity(x0, noise, t)``; the output comes from
     :func:`~anse_lib.toyworld.model.denoiser_output` and is compared in float32.
     """
+    if scheduler.config.prediction_type != "v_prediction":
+        raise ValueError(f"the toy model trains a v-prediction; the scheduler's prediction_type is "
+                         f"{scheduler.config.prediction_type!r}")
     noisy = scheduler.add_noise(x0, noise, t)
     pred = denoiser_output(transformer, text_encoder, tokenizer, noisy, t, prompts, image_rotary_emb)
     return torch.nn.functional.mse_loss(pred.float(), scheduler.get_velocity(x0, noise, t))
@@ -429,14 +432,6 @@ def reproduce_command(cfg: TrainConfig, out: str, export: str, step: int, init_m
     return command if previous is None else f"{previous} && {command}"
 
 
-def _repo_relative(path: Path) -> str:
-    """``path`` relative to the repository root if it lies inside it, else as given."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL_DIR) -> dict:
     """Move an exported model folder ``staged`` to ``target``, replacing what is there.
 
@@ -453,7 +448,7 @@ def promote(staged: str | os.PathLike, target: str | os.PathLike = DEFAULT_MODEL
         raise ValueError(f"the command in {staged / MANIFEST_NAME} has no --export to rewrite: {manifest['command']!r}")
     last = exports[-1]
     command = manifest["command"]
-    shown = _repo_relative(target)  # the recorded commands run from the repository root
+    shown = repo_relative(target)  # the recorded commands run from the repository root
     manifest["command"] = command[: last.start(1)] + shown + command[last.end(1):]
     today = _dt.date.today().isoformat()
     manifest["promoted"] = f"exported to {last.group(1)} (staged), then moved to {shown} on {today}"
