@@ -369,7 +369,7 @@ def test_evaluation_loss_is_fixed_data_per_band():
     assert train.evaluation_loss(pipe, split, batches=1, batch_size=2, bands={"low": (0, 300)})["low"] == a["low"]
 
 
-def test_training_step_loss_is_v_prediction_loss_of_its_batch(tmp_path):
+def test_training_step_loss_is_prediction_loss_of_its_batch(tmp_path):
     """train_step, evaluation_loss and predicted_x0 share one model call; the step's loss is that objective."""
     from anse_lib.toyworld import train
     from anse_lib.toyworld.model import denoiser_output
@@ -382,8 +382,8 @@ def test_training_step_loss_is_v_prediction_loss_of_its_batch(tmp_path):
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, trainer.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)  # no bias
     with torch.no_grad():
-        expected = train.v_prediction_loss(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
-                                           trainer.scheduler, prompts, x0, noise, t).item()
+        expected = train.prediction_loss(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
+                                         trainer.scheduler, prompts, x0, noise, t).item()
         velocity = trainer.scheduler.get_velocity(x0, noise, t)
         out = denoiser_output(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
                               trainer.scheduler.add_noise(x0, noise, t), t, prompts)
@@ -410,3 +410,29 @@ def test_describe_model_names_folder_steps_and_hash(tmp_path):
     save_manifest(copy, manifest)
     with pytest.raises(ValueError, match="records no trained_steps"):
         describe_model(copy)
+
+
+def test_sd_schedule_twin_trains_epsilon_without_zero_snr(tmp_path):
+    """--schedule sd: SD 1.5's betas without the zero-SNR rescale (alpha_bar_T ~ 0.0047), epsilon target."""
+    from anse_lib.toyworld import train
+    from anse_lib.toyworld.model import denoiser_output
+
+    cfg = train.TrainConfig(steps=1, batch_size=2, num_layers=1, resolution=16, patch_size=2, text_layers=0,
+                            warmup_steps=1, cond_dropout=0.0, timestep_bias_strategy="none", autocast="none",
+                            schedule="sd")
+    trainer = train.Trainer(cfg, tmp_path / "run")
+    sched = trainer.scheduler
+    assert sched.config.prediction_type == "epsilon" and not sched.config.rescale_betas_zero_snr
+    assert float(sched.alphas_cumprod[-1]) == pytest.approx(0.0047, abs=2e-4)
+    sched.set_timesteps(25)
+    assert sched.timesteps[0] == 961 and sched.timesteps[-1] == 1  # leading spacing, steps_offset 1
+    prompts, x0 = train.make_batch(0, cfg, trainer.split)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+    with torch.no_grad():
+        out = denoiser_output(trainer.transformer, trainer.text_encoder, trainer.tokenizer,
+                              sched.add_noise(x0, noise, t), t, prompts)
+    assert trainer.train_step() == pytest.approx(torch.nn.functional.mse_loss(out, noise).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="schedule must be one of zero_snr, sd, got 'flow'"):
+        train.TrainConfig(schedule="flow").validate()

@@ -145,15 +145,30 @@ SCHEDULER_CONFIG = dict(
     set_alpha_to_one=True,
     snr_shift_scale=1.0,
 )
+#: The noise schedules a toy model can be trained on. ``"zero_snr"`` is CogVideoX's (the
+#: shipped model's): v-prediction, betas rescaled to zero terminal SNR (alpha_bar at t = 999
+#: is exactly 0, so the first step sees pure noise), trailing spacing. ``"sd"`` is Stable
+#: Diffusion 1.5's, AnimateDiff's base: the same scaled-linear betas 0.00085-0.012 without the
+#: rescale (alpha_bar at t = 999 is about 0.0047: a faint copy of the clean video stays in the
+#: starting noise), epsilon prediction, ``leading`` spacing with ``steps_offset=1`` and
+#: ``set_alpha_to_one=False`` (SD 1.5's published DDIM settings).
+SCHEDULES = {
+    "zero_snr": SCHEDULER_CONFIG,
+    "sd": dict(SCHEDULER_CONFIG, prediction_type="epsilon", rescale_betas_zero_snr=False,
+               timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False),
+}
 
 
 def build_components(seed: int = 0, transformer_config: dict | None = None,
-                     text_encoder_config: dict | None = None) -> dict:
+                     text_encoder_config: dict | None = None, schedule: str = "zero_snr") -> dict:
     """Fresh, randomly initialised components in eval mode (deterministic given ``seed``).
 
     ``transformer_config`` / ``text_encoder_config`` override entries of
-    ``TRANSFORMER_CONFIG`` / ``TEXT_ENCODER_CONFIG``.
+    ``TRANSFORMER_CONFIG`` / ``TEXT_ENCODER_CONFIG``; ``schedule`` names one of
+    :data:`SCHEDULES` for the scheduler.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     torch.manual_seed(seed)
     cfg = dict(TRANSFORMER_CONFIG, **(transformer_config or {}))
     text_cfg = {**TEXT_ENCODER_CONFIG, **(text_encoder_config or {}), "embed_dim": cfg["text_embed_dim"]}
@@ -161,5 +176,5 @@ def build_components(seed: int = 0, transformer_config: dict | None = None,
         transformer=CogVideoXTransformer3DModel(**cfg).eval(),
         text_encoder=ToyTextEncoder(**text_cfg).eval(),
         tokenizer=WordTokenizer(),
-        scheduler=CogVideoXDDIMScheduler(**SCHEDULER_CONFIG),
+        scheduler=CogVideoXDDIMScheduler(**SCHEDULES[schedule]),
     )

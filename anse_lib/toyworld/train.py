@@ -10,7 +10,8 @@ where it stopped. Deterministic given ``--seed``: the batch and the noise of ste
 are drawn from generators seeded by ``(seed, s)``, so an interrupted and resumed run sees
 exactly the data of an uninterrupted one.
 
-Recipe: v-prediction on a zero-terminal-SNR DDIM schedule, AdamW with linear warm-up,
+Recipe: v-prediction on a zero-terminal-SNR DDIM schedule (``--schedule sd``: epsilon
+prediction on Stable Diffusion 1.5's schedule, see ``model.SCHEDULES``), AdamW with linear warm-up,
 bf16 autocast, an EMA of the weights (exported), and condition dropout (the empty prompt)
 for classifier-free guidance. ``--decay-steps N`` cools the learning rate linearly to zero
 over the run's last N steps.
@@ -67,7 +68,14 @@ from ..provenance import (
     verify_manifest,
     write_manifest,
 )
-from .model import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, build_components, denoiser_output, rotary_embeddings
+from .model import (
+    SCHEDULES,
+    TEXT_ENCODER_CONFIG,
+    TRANSFORMER_CONFIG,
+    build_components,
+    denoiser_output,
+    rotary_embeddings,
+)
 from .pipeline import DEFAULT_MODEL_DIR, ToyVideoPipeline, load_toy_pipeline
 from .render import RESOLUTION, render
 from .world import make_split, sample_prompts
@@ -107,6 +115,7 @@ class TrainConfig:
     num_layers: int = TRANSFORMER_CONFIG["num_layers"]
     text_layers: int = TEXT_ENCODER_CONFIG["num_layers"]
     positions: str = "sincos"
+    schedule: str = "zero_snr"
 
     def transformer_config(self) -> dict:
         """The transformer's config: the shipped one (``model.TRANSFORMER_CONFIG``) with this
@@ -144,6 +153,8 @@ class TrainConfig:
             raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
         if self.text_layers < 0:
             raise ValueError(f"text_layers must be >= 0 (0: no text encoder layers), got {self.text_layers}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.timestep_bias_multiplier <= 0:
             raise ValueError(f"timestep_bias_multiplier must be > 0, got {self.timestep_bias_multiplier}")
 
@@ -178,27 +189,37 @@ def make_batch(step: int, cfg: TrainConfig, split) -> tuple[list[str], torch.Ten
 EVAL_BANDS = {"t 950-999": (950, 1000), "t 500-949": (500, 950), "t 0-499": (0, 500)}
 
 
-def v_prediction_loss(transformer, text_encoder, tokenizer, scheduler, prompts: list[str], x0: torch.Tensor,
-                      noise: torch.Tensor, t: torch.Tensor, image_rotary_emb=None) -> torch.Tensor:
-    """The training objective: MSE between the model's output and the velocity target (a scalar tensor).
+def training_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the model is trained to output for ``x0`` noised with ``noise`` to ``t``, by the
+    scheduler's ``prediction_type``: the velocity (``v_prediction``) or the noise (``epsilon``)."""
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "epsilon":
+        return noise
+    raise ValueError(f"the toy model trains a v- or epsilon-prediction; the scheduler's prediction_type is {kind!r}")
+
+
+def prediction_loss(transformer, text_encoder, tokenizer, scheduler, prompts: list[str], x0: torch.Tensor,
+                    noise: torch.Tensor, t: torch.Tensor, image_rotary_emb=None) -> torch.Tensor:
+    """The training objective: MSE between the model's output and its target (a scalar tensor).
 
     ``x0`` and ``noise`` are ``(B, F, C, H, W)`` (pixels in [-1, 1]), ``t`` ``(B,)`` integer
     timesteps, one prompt per video. ``x0`` is noised to ``t`` by ``scheduler.add_noise``; the
-    target is ``scheduler.get_velocity(x0, noise, t)``; the output comes from
+    target is :func:`training_target` (the velocity for the shipped zero-SNR model, the noise
+    for the SD-schedule twin); the output comes from
     :func:`~anse_lib.toyworld.model.denoiser_output` and is compared in float32.
     """
-    if scheduler.config.prediction_type != "v_prediction":
-        raise ValueError(f"the toy model trains a v-prediction; the scheduler's prediction_type is "
-                         f"{scheduler.config.prediction_type!r}")
+    target = training_target(scheduler, x0, noise, t)
     noisy = scheduler.add_noise(x0, noise, t)
     pred = denoiser_output(transformer, text_encoder, tokenizer, noisy, t, prompts, image_rotary_emb)
-    return torch.nn.functional.mse_loss(pred.float(), scheduler.get_velocity(x0, noise, t))
+    return torch.nn.functional.mse_loss(pred.float(), target)
 
 
 @torch.no_grad()
 def evaluation_loss(pipe, split, batches: int = 8, batch_size: int = 16, seed: int = 10**6,
                     bands: dict = EVAL_BANDS) -> dict[str, float]:
-    """The training loss (MSE of the v-prediction) of an exported model on fixed data, per timestep band.
+    """The training loss (MSE of :func:`prediction_loss`) of an exported model on fixed data, per timestep band.
 
     The training loss a run logs depends on its timestep weighting, so runs with different
     weightings cannot be compared by it; this one can. Training-split prompts (no condition
@@ -227,7 +248,7 @@ def evaluation_loss(pipe, split, batches: int = 8, batch_size: int = 16, seed: i
             gen = torch.Generator().manual_seed(seed + b)
             noise = torch.randn(x0.shape, generator=gen)
             t = torch.randint(low, high, (batch_size,), generator=gen)
-            losses.append(v_prediction_loss(pipe.transformer, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
+            losses.append(prediction_loss(pipe.transformer, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
                                             [s.text for s in specs], x0, noise, t, rotary).item())
         out[name] = float(np.mean(losses))
     width = {name: high - low for name, (low, high) in bands.items()}
@@ -242,7 +263,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.split = make_split(cfg.held_out_fraction, cfg.split_seed)
         comps = build_components(seed=cfg.seed, transformer_config=cfg.transformer_config(),
-                                 text_encoder_config=cfg.text_encoder_config())
+                                 text_encoder_config=cfg.text_encoder_config(), schedule=cfg.schedule)
         self.tokenizer, self.text_encoder = comps["tokenizer"], comps["text_encoder"]
         self.transformer, self.scheduler = comps["transformer"], comps["scheduler"]
         self.modules = torch.nn.ModuleDict({"transformer": self.transformer, "text_encoder": self.text_encoder})
@@ -342,7 +363,7 @@ class Trainer:
         dtype = AUTOCAST_DTYPES[cfg.autocast]
         with record_function("forward"):
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                loss = v_prediction_loss(self.transformer, self.text_encoder, self.tokenizer, self.scheduler,
+                loss = prediction_loss(self.transformer, self.text_encoder, self.tokenizer, self.scheduler,
                                          prompts, x0, noise, t, self.rotary_emb)
         with record_function("backward"):
             self.opt.zero_grad(set_to_none=True)
