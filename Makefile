@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check anse_lib tests benchmarks scripts notebooks
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --doctest-modules anse_lib/select.py anse_lib/probe.py anse_lib/bansa.py \
-		anse_lib/rowstats.py anse_lib/capture.py anse_lib/explorer.py anse_lib/studies/mask_playground.py \
+		anse_lib/rowstats.py anse_lib/capture.py anse_lib/widgets.py anse_lib/config.py anse_lib/calibrate.py \
 		anse_lib/toyworld/pipeline.py
 	ANSE_FIGURES_DIR=$(CURDIR)/.test-figures $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 

@@ -1,12 +1,13 @@
 """Command line.
 
-    python -m anse_lib demo
+    python -m anse_lib demo [--model data/toy_model_sd_schedule]
     python -m anse_lib select --prompt "a big red circle moving left" --candidates 10
-    python -m anse_lib select --prompt "..." --model /path/to/local/diffusers/checkpoint
+    python -m anse_lib select --prompt "..." --model /path/to/local/diffusers/checkpoint --device cuda --dtype bfloat16
+    python -m anse_lib select --prompt "..." --config anse_config.json   # an AnseConfig saved with save_pretrained
 
 A bad argument, prompt or setting ends with one line ``error: ...`` on stderr and exit
-status 2, not a traceback. (``demo`` has no ``--model``: it scores its videos with
-ToyBench, which only understands toy-world prompts.)
+status 2, not a traceback. ``demo --model`` takes toy model folders only: the demo scores
+its videos with ToyBench, which only understands toy-world prompts.
 """
 from __future__ import annotations
 
@@ -25,44 +26,99 @@ def _layers(text: str | None):
             f"--layers takes a depth d, comma-separated indices or 'all', got {text!r}") from None
 
 
-def _load(model: str | None):
-    from .toyworld.pipeline import DEFAULT_MODEL_DIR, load_toy_pipeline
+DTYPES = ("float32", "bfloat16", "float16")
 
-    if model is None or model == str(DEFAULT_MODEL_DIR):
-        return load_toy_pipeline()
+
+def _check_device(device: str):
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here (torch.cuda.is_available() is False)")
+
+
+def _load(model: str | None, device: str = "cpu", dtype: str = "float32", toy_only: bool = False):
+    """The pipeline of ``--model`` (default: the shipped toy model) on ``device`` in ``dtype``."""
     from pathlib import Path
 
-    from diffusers import DiffusionPipeline
+    import torch
 
-    if not Path(model).is_dir():
+    from .toyworld.pipeline import DEFAULT_MODEL_DIR, load_toy_pipeline
+
+    _check_device(device)
+    torch_dtype = getattr(torch, dtype)
+    if model is not None and not Path(model).is_dir():
         raise ValueError(f"--model {model!r} is not a folder; give a local diffusers checkpoint "
                          "(nothing is downloaded)")
-    pipe = DiffusionPipeline.from_pretrained(model, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    folder = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    index = folder / "model_index.json"
+    is_toy = index.is_file() and '"ToyVideoPipeline"' in index.read_text()
+    if toy_only and not is_toy:
+        raise ValueError(f"--model {model!r} is not a toy model folder (the demo scores videos with ToyBench, "
+                         "which only reads toy-world prompts); use select for other checkpoints")
+    if is_toy:
+        pipe = load_toy_pipeline(folder)
+    else:
+        from diffusers import DiffusionPipeline
+
+        pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch_dtype)
+        pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device=device, dtype=torch_dtype)
+
+
+def _config(args, pipe):
+    """The selection's AnseConfig: ``--config`` (a JSON file or a folder with anse_config.json),
+    or the model folder's calibrated depth, with the flags given on top."""
+    from pathlib import Path
+
+    from .config import CONFIG_NAME, AnseConfig
+    from .demo import resolve_config
+
+    settings = dict(num_candidates=args.candidates, num_masks=args.k, drop_prob=args.drop_prob,
+                    batch_size=getattr(args, "batch_size", None))
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if args.config is None:
+        return resolve_config(pipe, args.layers, **settings)
+    path = Path(args.config)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != CONFIG_NAME:
+        import json
+
+        base = AnseConfig.from_dict(json.loads(path.read_text()))
+    else:
+        base = AnseConfig.from_pretrained(folder)
+    given = dict(settings)
+    if args.layers is not None:
+        layers = None if args.layers == "all" else args.layers
+        given.update(depth=layers if isinstance(layers, int) else None,
+                     layers=tuple(layers) if isinstance(layers, list) else None)
+    print(f"settings from {args.config}")
+    return base.replace(**given)
 
 
 def demo(args) -> int:
     from .demo import run_demo
 
-    pipe = _load(None)
-    print("ANSE demo on the shipped toy model")
-    run_demo(pipe, num_candidates=args.candidates, k=args.k, drop_prob=args.drop_prob, layers=args.layers,
-             **({"folder": args.figures} if args.figures else {}))
+    pipe = _load(args.model, args.device, args.dtype, toy_only=True)
+    print(f"ANSE demo on the toy model in {args.model or 'data/toy_model'}")
+    run_demo(pipe, config=_config(args, pipe), **({"folder": args.figures} if args.figures else {}))
     return 0
 
 
 def select(args) -> int:
     from .demo import select_command
 
-    pipe = _load(args.model)
+    pipe = _load(args.model, args.device, args.dtype)
     from .toyworld import ToyVideoPipeline, parse_prompt
 
     if isinstance(pipe, ToyVideoPipeline):
         parse_prompt(args.prompt)  # an unknown word is an error before any work is done
-    select_command(pipe, args.prompt, num_candidates=args.candidates, k=args.k, drop_prob=args.drop_prob,
-                   layers=args.layers, batch_size=args.batch_size, seed=args.seed, out_name=args.out,
-                   steps=args.steps, guidance=args.guidance, **({"folder": args.figures} if args.figures else {}))
+    config = _config(args, pipe)
+    select_command(pipe, args.prompt, config, seed=args.seed, out_name=args.out, steps=args.steps,
+                   guidance=args.guidance, **({"folder": args.figures} if args.figures else {}))
     return 0
 
 
@@ -90,25 +146,32 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p):
-        p.add_argument("--candidates", type=_positive_int("--candidates"), default=10,
-                       help="M, number of candidate seeds (default 10)")
-        p.add_argument("-k", type=int, default=10, help="K, Bernoulli mask samples (default 10)")
-        p.add_argument("--drop-prob", type=float, default=0.2, help="probability of dropping an entry (default 0.2)")
+        p.add_argument("--candidates", type=_positive_int("--candidates"), default=None,
+                       help="M, number of candidate seeds (default 10, or --config's)")
+        p.add_argument("-k", type=int, default=None, help="K, Bernoulli mask samples (default 10, or --config's)")
+        p.add_argument("--drop-prob", type=float, default=None,
+                       help="probability of dropping an entry (default 0.2, or --config's)")
+        p.add_argument("--config", default=None,
+                       help="an AnseConfig JSON file, or a folder with anse_config.json (flags given override it)")
+        p.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default cpu)")
+        p.add_argument("--dtype", choices=DTYPES, default="float32", help="the pipeline's dtype (default float32)")
         p.add_argument("--layers", type=_layers, default=None,
                        help="depth d, comma-separated layer indices, or 'all' (default: the toy model's calibrated "
                             "d*, all layers for other models)")
         p.add_argument("--figures", default=None, help="folder for the figures (default: figures/)")
 
-    # no --model: the demo scores videos with ToyBench, which only understands toy-world prompts
-    p = sub.add_parser("demo", help="the end-to-end demo on the shipped toy model")
+    p = sub.add_parser("demo", help="the end-to-end demo on the shipped toy model (or another toy model)")
     common(p)
+    p.add_argument("--model", default=None,
+                   help="a toy model folder (default data/toy_model; e.g. data/toy_model_sd_schedule, the twin "
+                        "trained on Stable Diffusion 1.5's noise schedule)")
     p.set_defaults(func=demo)
     p = sub.add_parser("select", help="score candidate seeds for one prompt and generate the winner")
     common(p)
     p.add_argument("--model", default=None, help="local diffusers checkpoint folder (default: the shipped toy model)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=2,
-                   help="candidates per forward pass (default 2)")
+                   help="candidates per forward pass (default 2, on a GPU too); memory only, never changes a score")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator drawing the candidate seeds")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")

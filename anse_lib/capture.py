@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .bansa import check_drop_prob, check_k
@@ -150,10 +151,11 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
         pipe: a pipeline with joint text+video attention (the toy pipeline, CogVideoX).
         prompt: the prompt.
         seed: the candidate's seed (its noise is what the pipeline draws for
-            ``torch.Generator().manual_seed(seed)``).
+            ``torch.Generator("cpu").manual_seed(seed)``).
         step: the denoising step, 0-based (0: the first, where ANSE scores). Earlier steps
             run in full with the pipeline's guidance, as in ``select_noise(score_step=)``.
-        layers: which attention layers to keep, as in ``select_noise`` (default: all).
+        layers: which attention layers to keep: a depth d (layers 1..d), a list of indices, or
+            ``None`` (all).
         k, drop_prob, mask_seed: the probe's masks (the paper's K = 10, p = 0.2).
         num_inference_steps, guidance_scale: the pipeline's, as in ``select_noise``.
         words: names of the text tokens (default: the prompt split on spaces, right for the
@@ -178,10 +180,13 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
     if not model_family(model).joint_text_first:
         raise ValueError(f"capture_attention maps joint text+video attention (CogVideoX-style); "
                          f"{type(model).__name__} has none")
-    layer_ids = _resolve_layers(model, layers, None)
+    depth = int(layers) if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool) else None
+    layer_ids = _resolve_layers(model, depth, None if depth is not None else layers, None)
     step = _check_score_step(pipe, step, num_inference_steps)
-    _, score_kwargs, _, score_cfg = _scoring_call(pipe, model, "cond", step, num_inference_steps, guidance_scale,
-                                                  pipe_kwargs)
+    pipe_kwargs = dict(pipe_kwargs, **{name: value for name, value in (("num_inference_steps", num_inference_steps),
+                                                                      ("guidance_scale", guidance_scale))
+                                       if value is not None})
+    _, score_kwargs, _, score_cfg = _scoring_call(pipe, model, "cond", step, pipe_kwargs)
     probe, call, latents = run_probe(pipe, model, prompt, [int(seed)], layer_ids, "cond", score_cfg, step, score_kwargs,
                                      dict(k=k, drop_prob=drop_prob, mask_seed=mask_seed, keep_rows=True,
                                           keep_inputs=True))

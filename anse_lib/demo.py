@@ -13,10 +13,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import sweeps, viz
+from . import viz
+from .calibrate import calibrated_depth
+from .config import AnseConfig
 from .probe import attention_layers
-from .select import SelectionResult, denoiser, generate_with_anse, select_noise
+from .select import AnseSelectionOutput, denoiser, generate_with_anse, select_noise
 from .toyworld import toybench
+from .viz import plot_candidate_scores
 
 DEMO_PROMPTS = (
     "a big red circle moving left",
@@ -28,44 +31,35 @@ DEMO_PROMPTS = (
 @dataclass
 class DemoRow:
     prompt: str
-    selection: SelectionResult
+    selection: AnseSelectionOutput
     anse_video: object
     random_video: object
     plain_seconds: float
 
 
-def calibrated_depth(pipe) -> tuple[int | None, str]:
-    """The depth to score by default: the cached d* of this toy model, and where it comes from.
-
-    ``(d, description)`` when ``data/sweeps/depth_calibration`` was made for the pipeline's
-    own folder (``benchmarks/toy_depth_calibration.py``: the paper's rule on the held-out
-    sweep); ``(None, reason)`` (all layers) for any other model or a stale cache.
-    """
-    folder = getattr(pipe, "name_or_path", None)
-    if type(pipe).__name__ != "ToyVideoPipeline" or not folder:
-        return None, "all layers (no calibrated depth for this model; see calibrate_depth)"
-    try:
-        curve, meta = sweeps.load("depth_calibration", folder)
-    except (FileNotFoundError, sweeps.StaleResultsError) as err:
-        return None, f"all layers (no calibrated depth: {err})"
-    cfg = meta["config"]
-    hit = curve[curve.r_pooled >= cfg["tau"]].iloc[0]
-    d = int(hit.depth)
-    return d, (f"layers 1..{d} of {len(curve)}, the calibrated d* (pooled r = {hit.r_pooled:.2f} >= {cfg['tau']} "
-               f"over {cfg['prompts']} held-out prompts x {cfg['seeds']} seeds; "
-               f"benchmarks/toy_depth_calibration.py)")
-
-
-def resolve_layers(pipe, layers, out=print):
-    """``None`` -> the calibrated depth (or all layers), ``"all"`` -> all layers; anything else as given."""
+def resolve_config(pipe, layers=None, out=print, **settings) -> AnseConfig:
+    """The command line's config: ``layers`` ``None`` -> the model folder's calibrated depth (or
+    every layer), ``"all"`` -> every layer, an int -> that depth, a list -> those indices;
+    ``settings``: other :class:`~anse_lib.config.AnseConfig` fields (BANSA's by name too)."""
     if layers == "all":
         out("scoring all layers (--layers all)")
-        return None
-    if layers is None:
-        d, why = calibrated_depth(pipe)
+        depth, indices = None, None
+    elif layers is None:
+        depth, why = calibrated_depth(pipe)
         out(f"scoring {why}")
-        return d
-    return layers
+        indices = None
+    elif isinstance(layers, int):
+        depth, indices = layers, None
+    else:
+        depth, indices = None, tuple(layers)
+    return AnseConfig().replace(depth=depth, layers=indices, **settings)
+
+
+def _default(pipe, name):
+    """The pipeline's own default for one of its ``__call__`` arguments."""
+    import inspect
+
+    return inspect.signature(pipe.__call__).parameters[name].default
 
 
 def _generate(pipe, prompt, seed, steps, guidance):
@@ -75,28 +69,29 @@ def _generate(pipe, prompt, seed, steps, guidance):
     return video, time.perf_counter() - t0
 
 
-def run_demo(pipe, prompts=DEMO_PROMPTS, num_candidates: int = 10, k: int = 10, drop_prob: float = 0.2,
-             layers=None, steps: int | None = None, guidance: float | None = None, seed: int = 0,
-             figure_prefix: str = "demo", folder=viz.FIGURES_DIR, out=print) -> pd.DataFrame:
-    """Run ANSE on ``prompts`` and print / plot the comparison. Returns one row per prompt."""
-    from .toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+def run_demo(pipe, prompts=DEMO_PROMPTS, config: AnseConfig | None = None, steps: int | None = None,
+             guidance: float | None = None, seed: int = 0, figure_prefix: str = "demo", folder=viz.FIGURES_DIR,
+             out=print) -> pd.DataFrame:
+    """Run ANSE on ``prompts`` and print / plot the comparison. Returns one row per prompt.
 
-    steps = steps or DEFAULT_STEPS
-    guidance = guidance or DEFAULT_GUIDANCE
-    layers = resolve_layers(pipe, layers, out)
+    ``config``: the selection (default: the model folder's calibrated depth, the paper's M, K, p).
+    """
+    steps = steps or _default(pipe, "num_inference_steps")
+    guidance = guidance or _default(pipe, "guidance_scale")
+    config = resolve_config(pipe, None, out) if config is None else config
+    num_candidates, k, drop_prob = config.num_candidates, config.bansa.num_masks, config.bansa.drop_prob
     # warm-up, untimed: the first call builds the compiled scorer and fills caches, which
     # would otherwise be counted as the cost of selecting for the first prompt
-    select_noise(pipe, prompts[0], seeds=[0], k=k, drop_prob=drop_prob, layers=layers)
+    select_noise(pipe, prompts[0], config, seeds=[0])
     _generate(pipe, prompts[0], 0, 1, guidance)
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for prompt in prompts:
-        (output, sel) = generate_with_anse(
-            pipe, prompt, selection=dict(num_candidates=num_candidates, k=k, drop_prob=drop_prob, layers=layers,
-                                         generator=gen),
-            num_inference_steps=steps, guidance_scale=guidance)
+        result = generate_with_anse(pipe, prompt, config, generator=gen, num_inference_steps=steps,
+                                    guidance_scale=guidance)
+        sel = result.selection
         random_video, plain = _generate(pipe, prompt, sel.seeds[0], steps, guidance)
-        rows.append(DemoRow(prompt, sel, output.frames[0], random_video, plain))
+        rows.append(DemoRow(prompt, sel, result.frames[0], random_video, plain))
 
     table = []
     for r in rows:
@@ -144,50 +139,33 @@ def run_demo(pipe, prompts=DEMO_PROMPTS, num_candidates: int = 10, k: int = 10, 
     return table
 
 
-def plot_candidate_scores(selection: SelectionResult, ax=None, title: str | None = None, errors=None):
-    """Every candidate's BANSA as a point (the winner highlighted), on a zoomed y axis.
-
-    Points, not bars: the axis spans only the candidates' range, where bars from a cut-off
-    baseline would make small differences look large. ``errors``: optional ``(M,)``
-    Monte-Carlo standard deviations (e.g. of each candidate's score over several mask
-    seeds), drawn as error bars.
-    """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 2.6))
-    s = selection.scores
-    ax.errorbar(range(len(s)), s.bansa, yerr=errors, fmt="none", ecolor="0.3", capsize=3 if errors is not None else 0)
-    ax.scatter(range(len(s)), s.bansa, c=["C2" if w else "C0" for w in s.winner], zorder=3)
-    spread = 0 if errors is None else float(max(errors))
-    lo, hi = s.bansa.min() - spread, s.bansa.max() + spread
-    pad = (hi - lo) * 0.3 + 1e-6
-    ax.set(ylim=(lo - pad, hi + pad), xlabel="candidate seed (green: the winner)", ylabel="BANSA, nats (zoomed)",
-           xticks=range(len(s)))
-    ax.set_xticklabels(s.seed, rotation=90, fontsize=6)
-    if title:
-        ax.set_title(title if len(title) < 40 else title[:37] + "...", fontsize=8)
-    return ax
-
-
-def select_command(pipe, prompt: str | None, num_candidates: int, k: int, drop_prob: float, layers, batch_size: int,
-                   seed: int, out_name: str, steps: int | None, guidance: float | None, out=print,
-                   folder=viz.FIGURES_DIR, **pipe_kwargs) -> SelectionResult:
-    """``python -m anse_lib select``: progress bar, table of candidates, winner's GIF, bar plot."""
+def select_command(pipe, prompt: str | None, config: AnseConfig, seed: int, out_name: str, steps: int | None,
+                   guidance: float | None, out=print, folder=viz.FIGURES_DIR, **pipe_kwargs) -> AnseSelectionOutput:
+    """``python -m anse_lib select``: progress bar, table of candidates, winner's GIF, a plot of the scores."""
     kwargs = dict(pipe_kwargs)
-    layers = resolve_layers(pipe, layers, out)
     if steps is not None:
         kwargs["num_inference_steps"] = steps
     if guidance is not None:
         kwargs["guidance_scale"] = guidance
-    output, sel = generate_with_anse(
-        pipe, prompt, selection=dict(num_candidates=num_candidates, k=k, drop_prob=drop_prob, layers=layers,
-                                     batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
-                                     progress=True), **kwargs)
+    result = generate_with_anse(pipe, prompt, config, generator=torch.Generator().manual_seed(seed), progress=True,
+                                **kwargs)
+    sel = result.selection
     out(sel.scores.to_string(float_format=lambda x: f"{x:.5f}"))
     out(f"winner: seed {sel.winner_seed} (BANSA {sel.scores.bansa.min():.5f} nats, {sel.seconds:.1f} s to select)")
-    gif = viz.save_gif(output.frames[0], f"{out_name}_winner", folder)
+    gif = viz.save_gif(_as_video(result.frames[0]), f"{out_name}_winner", folder)
     fig, ax = plt.subplots(figsize=(5, 2.8))
     plot_candidate_scores(sel, ax=ax, title=prompt)
     png = viz.save_figure(fig, f"{out_name}_scores", folder)
     plt.close(fig)
     out(f"winner video: {gif}\nscores plot: {png}")
     return sel
+
+
+def _as_video(frames):
+    """One video as ``(F, H, W, 3)`` numpy in [0, 1], from a pipeline's ``np`` or ``pt`` frames."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.float().cpu()
+        if frames.dim() == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
+            frames = frames.permute(0, 2, 3, 1)
+        return frames.numpy()
+    return frames

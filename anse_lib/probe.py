@@ -224,6 +224,9 @@ class AttentionProbe:
         self.num_layers = len(all_layers)
         if layers is None:
             layers = list(range(self.num_layers))
+        if isinstance(layers, (int, str)) or not hasattr(layers, "__iter__"):
+            raise ValueError(f"layers takes 0-based layer indices (a list), got {layers!r}; for the depth d, "
+                             f"layers 1..d, give range(d) (this model has {self.num_layers} layers)")
         layers = sorted(set(int(i) for i in layers))
         bad = [i for i in layers if not 0 <= i < self.num_layers]
         if bad or not layers:

@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import pearsonr
+from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
-from .bansa import check_drop_prob, check_k
+from .config import AnseConfig
 from .probe import AttentionProbe, StopForward, attention_layers
 
-BRANCHES = ("cond", "uncond")
+#: what used to be keyword arguments of select_noise -> where they live now
+_MOVED = {
+    **{name: f"AnseConfig(bansa=BansaConfig({name}=...))" for name in ("num_masks", "drop_prob", "mask_seed",
+                                                                       "row_sample")},
+    **{name: f"AnseConfig({name}=...)" for name in ("num_candidates", "depth", "branch", "score_step", "attention",
+                                                    "rows", "batch_size", "block_rows", "bansa")},
+    "k": "AnseConfig(bansa=BansaConfig(num_masks=...))",
+    "layers": "AnseConfig(depth=d) or AnseConfig(layers=[...])",
+    "keep_rows": "capture_attention (per-row scores of one candidate)",
+    "selection": "the config argument",
+}
 
 
 def denoiser(pipe) -> torch.nn.Module:
@@ -40,24 +50,37 @@ def denoiser(pipe) -> torch.nn.Module:
 
 
 @dataclass
-class SelectionResult:
-    """What :func:`select_noise` found.
+class AnseSelectionOutput(BaseOutput):
+    """What :func:`select_noise` found (a diffusers ``BaseOutput``).
 
-    scores: one row per candidate: ``seed``, ``bansa`` (mean of the scored layers, nats),
-    ``rank`` (1 = lowest), ``winner``, ``empty_rows`` and one ``layer_XX`` column per scored
-    layer (mean over heads). latents: the winner's initial latents exactly as the
-    pipeline draws them for ``winner_seed`` (its ``latents=`` argument reproduces them).
+    Args:
+        winner_seed: the seed of the lowest-BANSA candidate.
+        latents: ``(1, ...)`` the winner's initial latents exactly as the pipeline draws them
+            for ``torch.Generator("cpu").manual_seed(winner_seed)`` (its ``latents=`` argument
+            reproduces them).
+        scores: one row per candidate: ``seed``, ``bansa`` (mean of the scored layers, nats),
+            ``rank`` (1 = lowest), ``winner``, ``empty_rows`` and one ``layer_XX`` column per
+            scored layer (mean over heads, nats).
+        config: the :class:`~anse_lib.config.AnseConfig` used (``num_candidates`` as scored).
+        layers: the 0-based layer indices scored.
+        winner_index: the winner's row in ``scores``.
+        prompt: the prompt (``None`` with ``prompt_embeds``).
+        pipeline_kwargs: the pipeline settings that shaped the scored step (``num_inference_steps``
+            and ``guidance_scale`` where given) and ``guidance``: whether the user's call runs CFG.
+        seconds: wall-clock time of the selection.
+        candidate_latents: ``(M, ...)`` every candidate's initial latents.
     """
 
-    prompt: str | None
     winner_seed: int
-    winner_index: int
     latents: torch.Tensor
     scores: pd.DataFrame
-    layers: list[int]
-    settings: dict
-    seconds: float
-    candidate_latents: torch.Tensor = field(repr=False, default=None)
+    config: AnseConfig
+    layers: list
+    winner_index: int = 0
+    prompt: str | None = None
+    pipeline_kwargs: dict | None = None
+    seconds: float = 0.0
+    candidate_latents: torch.Tensor | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -68,24 +91,36 @@ class SelectionResult:
         return self.scores[[f"layer_{i:02d}" for i in self.layers]].to_numpy()
 
 
-def _check_branch(branch):
-    if branch not in BRANCHES:
-        raise ValueError(f"branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
+@dataclass
+class AnseGenerationOutput(BaseOutput):
+    """What :func:`generate_with_anse` returns: the generated ``frames`` (the pipeline output's
+    ``frames``, in its ``output_type``) and the ``selection`` (:class:`AnseSelectionOutput`)."""
+
+    frames: object
+    selection: AnseSelectionOutput
 
 
-def _resolve_layers(model, layers, attention) -> list[int]:
+def _resolve_layers(model, depth: int | None, layers, attention) -> list[int]:
+    """The scored layer indices: ``0..depth-1``, the given ``layers``, or (neither) every layer."""
     n = len(attention_layers(model, attention))
+    if depth is not None:
+        if not 1 <= depth <= n:
+            raise ValueError(f"depth={depth} (score layers 1..d) must be in 1..{n} for this model")
+        return list(range(int(depth)))
     if layers is None:
         return list(range(n))
-    if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
-        if not 1 <= layers <= n:
-            raise ValueError(f"layers={layers} (depth d: score layers 1..d) must be in 1..{n} for this model")
-        return list(range(int(layers)))
     out = sorted(set(int(i) for i in layers))
     bad = [i for i in out if not 0 <= i < n]
     if bad or not out:
         raise ValueError(f"layer indices {bad or out} out of range: this model has {n} attention layers, 0..{n - 1}")
     return out
+
+
+def _check_pipe_kwargs(pipe_kwargs: dict, entry: str):
+    """A setting of the config given as a pipeline keyword is an error naming where it goes."""
+    for key in pipe_kwargs:
+        if key in _MOVED:
+            raise ValueError(f"{key}= is not a pipeline argument; {entry} takes it in the config: {_MOVED[key]}")
 
 
 def _cfg_setting(pipe, model, call_kwargs: dict) -> tuple[str, bool]:
@@ -116,26 +151,13 @@ def _draw_seeds(num_candidates, generator) -> list[int]:
 def select_noise(
     pipe,
     prompt: str | None = None,
-    num_candidates: int | None = None,
+    config: AnseConfig | None = None,
+    *,
     seeds: list[int] | None = None,
-    k: int = 10,
-    drop_prob: float = 0.2,
-    layers=None,
-    branch: str = "cond",
-    batch_size: int | None = None,
     generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    score_step: int = 0,
-    attention: str | None = None,
-    rows: str = "all",
-    mask_seed: int = 0,
-    keep_rows: bool = False,
-    row_sample: int | None = None,
-    block_rows: int | None = None,
     progress: bool = False,
     **pipe_kwargs,
-) -> SelectionResult:
+) -> AnseSelectionOutput:
     """Score candidate initial noises by BANSA at the first denoising step; the lowest wins.
 
     Args:
@@ -143,83 +165,65 @@ def select_noise(
             supports (the toy pipeline, CogVideoX, Wan, LTX-Video, AnimateDiff, UNet3D,
             HunyuanVideo).
         prompt: the prompt, as the pipeline takes it (``None`` with ``prompt_embeds``).
-        num_candidates: M, how many noises to score (default 10, or ``len(seeds)``).
-        seeds: the candidate seeds (default: M seeds drawn from ``generator``). Candidate
-            i's noise is exactly what the pipeline draws for ``torch.Generator().manual_seed(seeds[i])``.
-        k: K, Bernoulli masks per attention row (>= 2; the paper's 10).
-        drop_prob: probability of dropping an attention entry, in (0, 1) (the paper's 0.2).
-        layers: ``None`` (all layers), an int d (layers 1..d, the paper's depth), or a list
-            of layer indices.
-        branch: which CFG branch is scored, ``"cond"`` (default) or ``"uncond"``.
-        batch_size: candidates per forward pass (default: all at once).
+        config: what to score, an :class:`~anse_lib.config.AnseConfig` (default: the paper's
+            M = 10, K = 10, p = 0.2, every layer, the conditional branch, the first step).
+        seeds: the candidate seeds (they set M). Default: ``config.num_candidates`` seeds drawn
+            from ``generator``. Candidate i's noise is exactly what the pipeline draws for
+            ``torch.Generator("cpu").manual_seed(seeds[i])``, drawn on the CPU and moved to the
+            pipeline's device (diffusers' reproducibility convention), so a seed means the same
+            noise on every device.
         generator: draws the candidate seeds when ``seeds`` is not given.
-        num_inference_steps: the pipeline's steps (sets the first timestep).
-        guidance_scale: the pipeline's guidance; ``"cond"`` at the first step is scored
-            without the unconditional half (its first-step input does not depend on guidance).
-            For a model with embedded guidance (HunyuanVideo) it is a model input and is
-            passed unchanged; its CFG is ``true_cfg_scale`` (in ``pipe_kwargs``).
-        score_step: which denoising step's transformer call is scored, 0-based (0: the first,
-            the paper's setting). Steps before it run in full with the pipeline's guidance,
-            so scoring at step ``s`` costs about ``s`` denoising steps per candidate.
-        attention: which attention kind to probe (``None``: the family's default; see
-            :class:`~anse_lib.probe.AttentionProbe`).
-        rows: ``"all"``, ``"video"`` or ``"text"`` query rows of joint attention.
-        mask_seed: seed of the masks, shared by every candidate (common random numbers).
-        keep_rows: keep per-row scores in the probe's records.
-        row_sample: score a fixed random subset of this many query rows per layer, the same
-            for every candidate (``None``: all rows, as in the paper).
-        block_rows: rows per block of the chunked scorer (default: from its memory budget).
         progress: show a progress bar over the batches.
-        **pipe_kwargs: other pipeline arguments (``prompt_embeds``, ``height``,
-            ``num_frames``, ...).
+        **pipe_kwargs: the pipeline's own arguments that shape the first step
+            (``num_inference_steps``, ``guidance_scale``, ``prompt_embeds``, ``height``,
+            ``num_frames``, ...). ``"cond"`` at the first step is scored without the
+            unconditional half (its first-step input does not depend on guidance); a model
+            with embedded guidance (HunyuanVideo) takes ``guidance_scale`` as a model input,
+            passed unchanged, and its CFG is ``true_cfg_scale``.
 
     Returns:
-        :class:`SelectionResult`: the winner's seed and latents, and one row per candidate
-        (``seed``, ``bansa`` in nats, ``rank``, ``winner``, ``layer_XX``).
+        :class:`AnseSelectionOutput`: the winner's seed and latents, one row per candidate
+        (``seed``, ``bansa`` in nats, ``rank``, ``winner``, ``layer_XX``) and the config.
 
     Examples:
         >>> import torch
-        >>> from anse_lib.select import select_noise
+        >>> from anse_lib import AnseConfig, select_noise
         >>> from anse_lib.toyworld import load_toy_pipeline
         >>> pipe = load_toy_pipeline()
-        >>> sel = select_noise(pipe, "a big red circle moving left", num_candidates=4,
+        >>> sel = select_noise(pipe, "a big red circle moving left", AnseConfig(num_candidates=4),
         ...                    generator=torch.Generator().manual_seed(0))
         >>> len(sel.scores), bool(sel.winner_seed == sel.scores.seed[sel.scores.bansa.idxmin()])
         (4, True)
         >>> video = pipe("a big red circle moving left", latents=sel.latents).frames[0]  # (F, H, W, 3)
     """
     t0 = time.perf_counter()
-    check_k(k)
-    check_drop_prob(drop_prob)
-    _check_branch(branch)
+    config = AnseConfig() if config is None else config
+    if not isinstance(config, AnseConfig):
+        raise ValueError(f"config must be an AnseConfig, got {type(config).__name__}")
+    _check_pipe_kwargs(pipe_kwargs, "select_noise")
     if seeds is not None:
         seeds = [int(s) for s in seeds]
-        if num_candidates is not None and num_candidates != len(seeds):
-            raise ValueError(f"num_candidates={num_candidates} but {len(seeds)} seeds were given")
-        num_candidates = len(seeds)
-    elif num_candidates is None:
-        num_candidates = 10
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
-        raise ValueError(f"num_candidates (M) must be an integer >= 1, got {num_candidates!r}")
-    if seeds is None:
-        seeds = _draw_seeds(num_candidates, generator)
-    batch_size = num_candidates if batch_size is None else batch_size
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not seeds:
+            raise ValueError("seeds is empty; give at least one seed or seeds=None to draw them")
+        config = config.replace(num_candidates=len(seeds))
+    else:
+        seeds = _draw_seeds(config.num_candidates, generator)
+    m = config.num_candidates
+    batch_size = m if config.batch_size is None else config.batch_size
     model = denoiser(pipe)
-    layer_ids = _resolve_layers(model, layers, attention)
-    score_step = _check_score_step(pipe, score_step, num_inference_steps)
-    call_kwargs, score_kwargs, cfg, score_cfg = _scoring_call(pipe, model, branch, score_step, num_inference_steps,
-                                                             guidance_scale, pipe_kwargs)
+    layer_ids = _resolve_layers(model, config.depth, config.layers, config.attention)
+    score_step = _check_score_step(pipe, config.score_step, pipe_kwargs.get("num_inference_steps"))
+    call_kwargs, score_kwargs, cfg, score_cfg = _scoring_call(pipe, model, config.branch, score_step, pipe_kwargs)
+    b = config.bansa
+    probe_kwargs = dict(attention=config.attention, rows=config.rows, k=b.num_masks, drop_prob=b.drop_prob,
+                        mask_seed=b.mask_seed, row_sample=b.row_sample, block_rows=config.block_rows)
 
     per_layer, empty, latents = [], [], []
-    bar = tqdm(total=num_candidates, desc="scoring candidates", unit="seed", disable=not progress)
-    for start in range(0, num_candidates, batch_size):
+    bar = tqdm(total=m, desc="scoring candidates", unit="seed", disable=not progress)
+    for start in range(0, m, batch_size):
         batch_seeds = seeds[start : start + batch_size]
-        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, branch, score_cfg, score_step,
-                                 score_kwargs,
-                                 dict(attention=attention, rows=rows, k=k, drop_prob=drop_prob, mask_seed=mask_seed,
-                                      keep_rows=keep_rows, row_sample=row_sample, block_rows=block_rows))
+        s, e, lat = _score_batch(pipe, model, prompt, batch_seeds, layer_ids, config.branch, score_cfg, score_step,
+                                 score_kwargs, probe_kwargs)
         per_layer.append(s)
         empty.append(e)
         latents.append(lat)
@@ -229,22 +233,19 @@ def select_noise(
     bansa = per_layer.mean(1)
     order = torch.argsort(bansa, stable=True)
     ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(1, num_candidates + 1)
+    ranks[order] = torch.arange(1, m + 1)
     winner = int(order[0])
     table = pd.DataFrame({"seed": seeds, "bansa": bansa.numpy(), "rank": ranks.numpy(),
-                          "winner": np.arange(num_candidates) == winner, "empty_rows": torch.cat(empty).numpy()})
+                          "winner": np.arange(m) == winner, "empty_rows": torch.cat(empty).numpy()})
     for j, layer in enumerate(layer_ids):
         table[f"layer_{layer:02d}"] = per_layer[:, j].numpy()
     table.index.name = "candidate"
     candidate_latents = torch.cat(latents)
-    settings = dict(k=k, drop_prob=drop_prob, layers=layer_ids, branch=branch, score_step=score_step,
-                    attention=attention, rows=rows,
-                    mask_seed=mask_seed, row_sample=row_sample, batch_size=batch_size, guidance=cfg,
-                    **{key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale")
-                       if key in call_kwargs})
-    return SelectionResult(prompt=prompt, winner_seed=seeds[winner], winner_index=winner,
-                           latents=candidate_latents[winner : winner + 1].clone(), scores=table, layers=layer_ids,
-                           settings=settings, seconds=time.perf_counter() - t0, candidate_latents=candidate_latents)
+    shown = {key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale") if key in call_kwargs}
+    return AnseSelectionOutput(winner_seed=seeds[winner], latents=candidate_latents[winner : winner + 1].clone(),
+                               scores=table, config=config, layers=layer_ids, winner_index=winner, prompt=prompt,
+                               pipeline_kwargs=dict(shown, guidance=cfg), seconds=time.perf_counter() - t0,
+                               candidate_latents=candidate_latents)
 
 
 def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, call_kwargs, probe_kwargs):
@@ -267,8 +268,9 @@ def run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, ca
     """
     b = len(seeds)
     given = "prompt_embeds" in call_kwargs
-    device = getattr(pipe, "_execution_device", "cpu")
-    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    # CPU generators: diffusers' randn_tensor draws on the CPU and moves the noise to the
+    # pipeline's device, so a seed gives the same noise on every device
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     captured = {}
     original_prepare = pipe.prepare_latents
 
@@ -319,7 +321,7 @@ def run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, ca
     return probe, layout["call"], captured["latents"] / sigma
 
 
-def _scoring_call(pipe, model, branch, score_step, num_inference_steps, guidance_scale, pipe_kwargs):
+def _scoring_call(pipe, model, branch, score_step, pipe_kwargs):
     """The pipeline arguments of a scoring pass: ``(call_kwargs, score_kwargs, cfg, score_cfg)``.
 
     ``call_kwargs``: the user's call (latent output, their steps and guidance); ``cfg``:
@@ -327,10 +329,6 @@ def _scoring_call(pipe, model, branch, score_step, num_inference_steps, guidance
     passes, and ``score_cfg``: whether it runs with CFG.
     """
     call_kwargs = dict(pipe_kwargs, output_type="latent")
-    if num_inference_steps is not None:
-        call_kwargs["num_inference_steps"] = num_inference_steps
-    if guidance_scale is not None:
-        call_kwargs["guidance_scale"] = guidance_scale
     cfg_name, cfg = _cfg_setting(pipe, model, call_kwargs)
     if branch == "uncond" and not cfg:
         raise ValueError(f"branch='uncond' needs classifier-free guidance ({cfg_name} > 1"
@@ -385,128 +383,43 @@ _OUTPUT_ONLY = ("output_type", "return_dict", "callback_on_step_end", "callback_
                 "generator", "num_videos_per_prompt", "decode_timestep", "decode_noise_scale")
 
 
-def generate_with_anse(pipe, prompt: str | None = None, selection: dict | None = None, **generation_kwargs):
+def generate_with_anse(pipe, prompt: str | None = None, config: AnseConfig | None = None, *,
+                       seeds: list[int] | None = None, generator: torch.Generator | None = None,
+                       progress: bool = False, **pipe_kwargs) -> AnseGenerationOutput:
     """Select the noise, then generate from it with the pipeline's normal call.
 
     Args:
         pipe: a supported diffusers video pipeline (see :func:`select_noise`).
         prompt: the prompt.
-        selection: keyword arguments of :func:`select_noise` (``num_candidates``, ``k``,
-            ``drop_prob``, ``layers``, ``generator``, ...). Selection also receives every
-            generation argument that shapes the first denoising step (embeddings and their
-            masks, sizes, steps, guidance).
-        **generation_kwargs: the pipeline's own arguments for the generation; not
-            ``latents=`` or ``generator=`` (the selected noise is the latents).
+        config: what selection scores, an :class:`~anse_lib.config.AnseConfig`.
+        seeds, generator, progress: as in :func:`select_noise`.
+        **pipe_kwargs: the pipeline's own arguments for the generation; selection receives
+            every one that shapes the first denoising step (embeddings and their masks, sizes,
+            steps, guidance). Not ``latents=`` or ``generator=`` for the pipeline (the selected
+            noise is the latents), and no setting of the config (``drop_prob=``, ``layers=``,
+            ...): an error names where it goes.
 
     Returns:
-        ``(pipeline output, SelectionResult)``; the output is exactly
-        ``pipe(prompt, latents=result.latents, **generation_kwargs)``.
+        :class:`AnseGenerationOutput` with ``frames`` (exactly
+        ``pipe(prompt, latents=selection.latents, **pipe_kwargs).frames``) and ``selection``.
 
     Examples:
         >>> import torch
-        >>> from anse_lib.select import generate_with_anse
+        >>> from anse_lib import AnseConfig, generate_with_anse
         >>> from anse_lib.toyworld import load_toy_pipeline
         >>> pipe = load_toy_pipeline()
-        >>> out, sel = generate_with_anse(pipe, "a small blue square moving up",
-        ...                               selection=dict(num_candidates=3, generator=torch.Generator().manual_seed(0)))
+        >>> out = generate_with_anse(pipe, "a small blue square moving up", AnseConfig(num_candidates=3),
+        ...                          generator=torch.Generator().manual_seed(0))
         >>> out.frames[0].shape  # (frames, height, width, RGB)
         (8, 16, 16, 3)
+        >>> len(out.selection.scores)
+        3
     """
-
-    for key in ("latents", "generator"):
-        if key in generation_kwargs:
-            raise ValueError(f"{key}= cannot be given to generate_with_anse: the selected noise is the latents")
-    shared = {key: value for key, value in generation_kwargs.items() if key not in _OUTPUT_ONLY}
-    result = select_noise(pipe, prompt, **{**shared, **(selection or {})})
-    output = pipe(prompt=prompt, latents=result.latents, **generation_kwargs)
-    return output, result
-
-
-@dataclass
-class DepthCalibration:
-    """The paper's d*: the smallest depth d whose cumulative score (mean of layers 1..d)
-    has Pearson r >= tau with the all-layer score.
-
-    curve: one row per depth: ``r_pooled`` (over all prompt x seed pairs, the paper's
-    reading) and ``r_within_prompt`` (mean over prompts of the correlation across that
-    prompt's seeds: what matters for picking a seed).
-    scores: one row per (prompt, seed) with all per-layer scores.
-    """
-
-    d_star: int | None
-    tau: float
-    curve: pd.DataFrame
-    scores: pd.DataFrame
-
-
-def calibrate_depth(pipe, prompts: list, seeds: list[int], tau: float = 0.7, **select_kwargs) -> DepthCalibration:
-    """The paper's depth rule: the smallest d whose layers 1..d score like all layers.
-
-    Every layer is scored once per prompt and seed; for each depth d the mean score of
-    layers 1..d is correlated (Pearson) with the all-layer score.
-
-    Args:
-        pipe: a supported diffusers video pipeline.
-        prompts: held-out prompts (strings, or anything the pipeline takes).
-        seeds: candidate seeds scored for every prompt (at least 3).
-        tau: the correlation d* must reach, in (0, 1] (the paper's 0.7).
-        **select_kwargs: settings of :func:`select_noise` (``k``, ``drop_prob``, ...).
-
-    Returns:
-        :class:`DepthCalibration` with ``d_star`` (``None`` if no depth reaches ``tau``)
-        and the curve of r against d, pooled and within prompt.
-
-    Examples:
-        >>> from anse_lib.select import calibrate_depth
-        >>> from anse_lib.toyworld import load_toy_pipeline
-        >>> cal = calibrate_depth(load_toy_pipeline(), ["a big red circle moving left"], seeds=[0, 1, 2, 3])
-        >>> list(cal.curve.depth), round(float(cal.curve.r_pooled.iloc[-1]), 6)  # all layers: r = 1
-        ([1, 2, 3, 4], 1.0)
-    """
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must be in (0, 1], got {tau}")
-    if len(seeds) < 3:
-        raise ValueError(f"need at least 3 seeds per prompt to correlate, got {len(seeds)}")
-    frames = []
-    for i, prompt in enumerate(prompts):
-        res = select_noise(pipe, prompt, seeds=seeds, layers=None, **select_kwargs)
-        frames.append(res.scores.assign(prompt=prompt if isinstance(prompt, str) else i))
-    return calibration_from_scores(pd.concat(frames, ignore_index=True), tau)
-
-
-def calibration_from_scores(scores: pd.DataFrame, tau: float = 0.7) -> DepthCalibration:
-    """The depth rule of :func:`calibrate_depth` on scores already computed.
-
-    Args:
-        scores: one row per (prompt, seed) with a ``prompt`` column and one ``layer_XX``
-            column per layer, all layers scored (e.g. a cached sweep of ``select_noise``'s
-            tables).
-        tau: the correlation d* must reach, in (0, 1].
-
-    Returns:
-        :class:`DepthCalibration`.
-    """
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must be in (0, 1], got {tau}")
-    layer_cols = sorted(c for c in scores.columns if c.startswith("layer_"))
-    if not layer_cols or "prompt" not in scores.columns:
-        raise ValueError("scores need a 'prompt' column and 'layer_XX' columns")
-    per_layer = scores[layer_cols].to_numpy()
-    cumulative = np.cumsum(per_layer, 1) / np.arange(1, per_layer.shape[1] + 1)
-    full = cumulative[:, -1]
-    groups = scores["prompt"].to_numpy()
-    rows = []
-    for d in range(1, per_layer.shape[1] + 1):
-        r_pooled = _pearson(cumulative[:, d - 1], full)
-        within = [_pearson(cumulative[groups == g, d - 1], full[groups == g]) for g in pd.unique(groups)]
-        rows.append({"depth": d, "r_pooled": r_pooled, "r_within_prompt": float(np.nanmean(within))})
-    curve = pd.DataFrame(rows)
-    hits = curve[curve.r_pooled >= tau]
-    d_star = int(hits.depth.iloc[0]) if len(hits) else None
-    return DepthCalibration(d_star=d_star, tau=tau, curve=curve, scores=scores)
-
-
-def _pearson(a, b) -> float:
-    if np.std(a) == 0 or np.std(b) == 0:
-        return float("nan") if np.std(a) != np.std(b) else 1.0
-    return float(pearsonr(a, b)[0])
+    if "latents" in pipe_kwargs:
+        raise ValueError("latents= cannot be given to generate_with_anse: the selected noise is the latents")
+    _check_pipe_kwargs(pipe_kwargs, "generate_with_anse")
+    shared = {key: value for key, value in pipe_kwargs.items() if key not in _OUTPUT_ONLY}
+    selection = select_noise(pipe, prompt, config, seeds=seeds, generator=generator, progress=progress, **shared)
+    output = pipe(prompt=prompt, latents=selection.latents, **pipe_kwargs)
+    frames = output.frames if hasattr(output, "frames") else output[0]
+    return AnseGenerationOutput(frames=frames, selection=selection)

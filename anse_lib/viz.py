@@ -192,3 +192,29 @@ def plot_prompt_sensitivity(table, ideal: dict | None = None, ax=None):
            + (f"\n(x, right of t = {last}: best possible model)" if ideal else ""))
     ax.legend(title="swapped word", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     return ax
+
+
+def plot_candidate_scores(selection, ax=None, title: str | None = None, errors=None):
+    """Every candidate's BANSA as a point (the winner highlighted), on a zoomed y axis.
+
+    ``selection``: an :class:`~anse_lib.select.AnseSelectionOutput` (its ``scores`` table).
+
+    Points, not bars: the axis spans only the candidates' range, where bars from a cut-off
+    baseline would make small differences look large. ``errors``: optional ``(M,)``
+    Monte-Carlo standard deviations (e.g. of each candidate's score over several mask
+    seeds), drawn as error bars.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 2.6))
+    s = selection.scores
+    ax.errorbar(range(len(s)), s.bansa, yerr=errors, fmt="none", ecolor="0.3", capsize=3 if errors is not None else 0)
+    ax.scatter(range(len(s)), s.bansa, c=["C2" if w else "C0" for w in s.winner], zorder=3)
+    spread = 0 if errors is None else float(max(errors))
+    lo, hi = s.bansa.min() - spread, s.bansa.max() + spread
+    pad = (hi - lo) * 0.3 + 1e-6
+    ax.set(ylim=(lo - pad, hi + pad), xlabel="candidate seed (green: the winner)", ylabel="BANSA, nats (zoomed)",
+           xticks=range(len(s)))
+    ax.set_xticklabels(s.seed, rotation=90, fontsize=6)
+    if title:
+        ax.set_title(title if len(title) < 40 else title[:37] + "...", fontsize=8)
+    return ax

@@ -80,10 +80,9 @@ from unittest import mock
 import torch
 from scipy.stats import spearmanr
 
-from anse_lib import bansa, kernel, probe
+from anse_lib import AnseConfig, BansaConfig, bansa, kernel, probe, select_noise
 from anse_lib import tiny_pipelines as T
-from anse_lib.demo import calibrated_depth
-from anse_lib.select import select_noise
+from anse_lib.calibrate import calibrated_depth
 from anse_lib.toyworld import load_toy_pipeline
 
 M, K, STEPS = 10, 10, 50
@@ -156,8 +155,9 @@ def report(name, pipe, prompt, kw, num_layers, depths, extrapolate=False, repeat
     print(f"\n{name}\nplain generation ({STEPS} steps, CFG): {plain:.2f} s ({how})")
     print(f"{'d/L':>6} {'rows':>6} {'selection s':>12} {'ratio':>8} {'estimate':>12} {'gap (points)':>13} "
           f"{'rank agreement':>15} {'spread / error':>15}")
-    select = lambda d, rs, m: select_noise(pipe, prompt, seeds=list(range(m)), k=K, layers=d,  # noqa: E731
-                                           row_sample=rs, num_inference_steps=STEPS, **kw)
+    select = lambda d, rs, m: select_noise(  # noqa: E731
+        pipe, prompt, AnseConfig(depth=d, bansa=BansaConfig(num_masks=K, row_sample=rs)), seeds=list(range(m)),
+        num_inference_steps=STEPS, **kw)
     select(1, ROW_SAMPLE, M)  # warm-up
     for d, m in [(d, M) for d in depths] + [(depths[0], m) for m in ms if m != M]:
         bound = m * (d / num_layers) / (2 * STEPS)

@@ -20,8 +20,7 @@ import time
 import numpy as np
 import torch
 
-from anse_lib import sweeps
-from anse_lib.select import select_noise
+from anse_lib import AnseConfig, BansaConfig, select_noise, sweeps
 from anse_lib.studies.analysis import paired_difference
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, WorldSplit, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_RESCALE, DEFAULT_STEPS
@@ -46,7 +45,7 @@ def quality_chunk(pipe, seeds, steps, guidance, guidance_rescale, k, drop_prob):
     def work(chunk):
         prompt_index, prompt = chunk
         video = generate(pipe, prompt, seeds, steps, guidance, guidance_rescale)
-        sel = select_noise(pipe, prompt, seeds=seeds, k=k, drop_prob=drop_prob)
+        sel = select_noise(pipe, prompt, AnseConfig(bansa=BansaConfig(num_masks=k, drop_prob=drop_prob)), seeds=seeds)
         rows = []
         for i, s in enumerate(seeds):
             scores = sel.scores.iloc[i]

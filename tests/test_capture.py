@@ -6,17 +6,21 @@ import numpy as np
 import pytest
 import torch
 
+from anse_lib import AnseConfig, BansaConfig, select_noise
 from anse_lib.bansa import bansa_chunked
 from anse_lib.capture import capture_attention
-from anse_lib.explorer import AttentionExplorer
 from anse_lib.rowstats import row_statistics
-from anse_lib.select import select_noise
 from anse_lib.studies import attention_views as V
-from anse_lib.studies.mask_playground import MaskPlayground
 from anse_lib.toyworld import ToyVideoPipeline, build_components
+from anse_lib.widgets import AttentionExplorer, MaskPlayground
 
 warnings.filterwarnings("ignore")
 PROMPT = "a big red circle moving left"
+
+
+def cfg(k: int, **fields) -> AnseConfig:
+    """AnseConfig with K = k masks and the given selection fields (BANSA's too, by name)."""
+    return AnseConfig(bansa=BansaConfig(num_masks=k)).replace(**fields)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,7 @@ def test_capture_matches_the_probe_and_selection(toy):
     np.testing.assert_allclose(probs.sum(-1), 1, atol=1e-5)
     for layer in cap.layers:  # the probe's per-row scores are the row statistics' BANSA
         np.testing.assert_allclose(cap.row_statistics(layer)["bansa"], cap.bansa_rows[layer], atol=2e-6)
-    sel = select_noise(toy, PROMPT, seeds=[3], k=4)
+    sel = select_noise(toy, PROMPT, cfg(4), seeds=[3])
     np.testing.assert_allclose([float(cap.bansa_rows[i].mean()) for i in cap.layers], sel.layer_scores()[0],
                                atol=1e-6)
     assert torch.equal(cap.latents, sel.latents)
@@ -73,7 +77,7 @@ def test_capture_matches_the_probe_and_selection(toy):
 
 def test_capture_at_a_later_step_matches_score_step(toy):
     cap = capture_attention(toy, PROMPT, seed=3, k=4, step=2, num_inference_steps=5)
-    sel = select_noise(toy, PROMPT, seeds=[3], k=4, score_step=2, num_inference_steps=5)
+    sel = select_noise(toy, PROMPT, cfg(4, score_step=2), seeds=[3], num_inference_steps=5)
     np.testing.assert_allclose([float(cap.bansa_rows[i].mean()) for i in cap.layers], sel.layer_scores()[0],
                                atol=1e-6)
     assert cap.timestep == float(toy.scheduler.timesteps[2])
@@ -153,7 +157,7 @@ def test_attention_scores_match_selection_and_split_rows(toy):
     from anse_lib.studies.selectors import attention_scores
 
     table = attention_scores(toy, PROMPT, seeds=[3, 4], k=4)
-    sel = select_noise(toy, PROMPT, seeds=[3, 4], k=4)
+    sel = select_noise(toy, PROMPT, cfg(4), seeds=[3, 4])
     np.testing.assert_allclose(table[["bansa_00", "bansa_01"]].to_numpy(), sel.layer_scores(), atol=1e-6)
     n, t = 532, 20
     mixed = (t * table.bansa_text_00 + (n - t) * table.bansa_video_00) / n
@@ -204,7 +208,7 @@ def test_inversion_stability_generates_the_pipelines_videos_and_scores_a_cosine(
 
     seeds = [1, 4]
     noise = initial_noise(toy, seeds)
-    torch.testing.assert_close(noise[1:], select_noise(toy, PROMPT, seeds=[4], k=2).latents)
+    torch.testing.assert_close(noise[1:], select_noise(toy, PROMPT, cfg(2), seeds=[4]).latents)
     table, videos = inversion_stability(toy, PROMPT, seeds, num_inference_steps=3)
     plain = toy(PROMPT, num_inference_steps=3, num_videos_per_prompt=2, output_type="latent",
                 generator=[torch.Generator().manual_seed(s) for s in seeds]).frames
@@ -219,5 +223,5 @@ def test_later_step_bansa_is_selection_at_that_step(toy):
     from anse_lib.studies.selectors import later_step_bansa
 
     table = later_step_bansa(toy, PROMPT, seeds=[0, 3], steps=(1,), k=4)
-    sel = select_noise(toy, PROMPT, seeds=[0, 3], k=4, score_step=1)
+    sel = select_noise(toy, PROMPT, cfg(4, score_step=1), seeds=[0, 3])
     np.testing.assert_allclose(table[["step1_bansa_00", "step1_bansa_01"]].to_numpy(), sel.layer_scores())

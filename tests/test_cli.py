@@ -6,13 +6,18 @@ from anse_lib.__main__ import main
 
 @pytest.mark.parametrize("argv, says", [
     (["select", "--prompt", "a purple circle moving left"], "unknown word 'purple'"),
-    (["select", "--prompt", "a red circle moving left", "-k", "1"], "k (number of stochastic samples)"),
+    (["select", "--prompt", "a red circle moving left", "-k", "1"], "num_masks (K) must be an integer >= 2"),
     (["select", "--prompt", "a red circle moving left", "--drop-prob", "1.5"], "drop_prob"),
-    (["select", "--prompt", "a red circle moving left", "--layers", "9"], "layers=9"),
+    (["select", "--prompt", "a red circle moving left", "--layers", "9"], "depth=9 (score layers 1..d)"),
+    (["select", "--prompt", "a red circle moving left", "--device", "cuda"], "no CUDA device is available"),
+    (["select", "--prompt", "a red circle moving left", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
+    (["select", "--prompt", "a red circle moving left", "--dtype", "int8"], "invalid choice: 'int8'"),
+    (["select", "--prompt", "a red circle moving left", "--config", "/no/such.json"], "no anse_config.json"),
     (["select", "--prompt", "a red circle moving left", "--candidates", "0"], "--candidates takes a whole number"),
     (["select", "--prompt", "a red circle moving left", "--model", "/no/such/folder"], "is not a folder"),
     (["select"], "--prompt"),
-    (["demo", "--model", "x"], "unrecognized arguments"),
+    (["demo", "--model", "/no/such/folder"], "is not a folder"),
+    (["demo", "--model", "anse_lib"], "is not a toy model folder"),
 ])
 def test_bad_input_is_one_error_line(argv, says, capsys, tmp_path):
     try:
@@ -36,3 +41,16 @@ def test_select_defaults_to_the_calibrated_depth_of_the_toy_model(layers, says, 
     assert code == 0 and says in out
     header = next(line for line in out.splitlines() if "bansa" in line)
     assert [c for c in header.split() if c.startswith("layer_")] == scored
+
+
+def test_select_reads_a_config_file_and_flags_override_it(capsys, tmp_path):
+    from anse_lib import AnseConfig, BansaConfig
+
+    AnseConfig(num_candidates=2, depth=2, bansa=BansaConfig(num_masks=3)).save_pretrained(tmp_path)
+    code = main(["select", "--figures", str(tmp_path), "--prompt", "a red circle moving left", "--steps", "2",
+                 "--config", str(tmp_path / "anse_config.json"), "--layers", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"settings from {tmp_path / 'anse_config.json'}" in out
+    header = next(line for line in out.splitlines() if "bansa" in line)
+    assert [c for c in header.split() if c.startswith("layer_")] == ["layer_00"]
+    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 2  # M from the file

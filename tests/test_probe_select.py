@@ -6,14 +6,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from anse_lib import AnseConfig, BansaConfig, calibrate_depth, generate_with_anse, select_noise
 from anse_lib import tiny_pipelines as T
 from anse_lib.bansa import bansa_bernoulli
 from anse_lib.probe import FAMILIES, AttentionProbe, StopForward, attention_layers
-from anse_lib.select import calibrate_depth, generate_with_anse, select_noise
 from anse_lib.toyworld import ToyVideoPipeline, build_components
 
 warnings.filterwarnings("ignore")
 PROMPT = "a big red circle moving left"
+
+
+def cfg(k: int, **fields) -> AnseConfig:
+    """AnseConfig with K = k masks and the given selection fields (BANSA's too, by name)."""
+    return AnseConfig(bansa=BansaConfig(num_masks=k)).replace(**fields)
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +147,12 @@ def test_probe_batch_slice_and_row_sample_score_parts_of_the_full_result(toy):
 
 
 def test_select_row_sample_deterministic_and_all_rows_when_large(toy):
-    ref = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
-    big = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, row_sample=10_000)
+    ref = select_noise(toy, PROMPT, cfg(4, depth=2), seeds=[0, 1, 2])
+    big = select_noise(toy, PROMPT, cfg(4, depth=2, row_sample=10_000), seeds=[0, 1, 2])
     np.testing.assert_allclose(big.scores.bansa, ref.scores.bansa, atol=1e-6)
-    a = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, row_sample=64)
-    b = select_noise(toy, PROMPT, seeds=[2, 0], k=4, layers=2, row_sample=64)
-    assert a.settings["row_sample"] == 64
+    a = select_noise(toy, PROMPT, cfg(4, depth=2, row_sample=64), seeds=[0, 1, 2])
+    b = select_noise(toy, PROMPT, cfg(4, depth=2, row_sample=64), seeds=[2, 0])
+    assert a.config.bansa.row_sample == 64
     np.testing.assert_allclose(b.scores.bansa, a.scores.bansa.iloc[[2, 0]], atol=1e-6)  # same rows for all
     assert not np.allclose(a.scores.bansa, ref.scores.bansa)
 
@@ -188,58 +193,58 @@ def test_hunyuan_video_embedded_guidance_is_kept_and_true_cfg_is_the_branch_swit
     """HunyuanVideo's guidance_scale is a model input: selection must score with it unchanged.
     Its CFG is true_cfg_scale with a negative prompt: a second call per step, like Wan."""
     pipe, kw = T.tiny_hunyuan_video_pipeline()
-    got = select_noise(pipe, None, seeds=[3], k=3, **kw)
+    got = select_noise(pipe, None, cfg(3), seeds=[3], **kw)
     with AttentionProbe(pipe.transformer, k=3) as probe:
         latent_output(pipe, kw, seed=3, num_inference_steps=1)
     want = torch.stack([v.mean(-1) for v in probe.scores(0).values()], 1)
     np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6)
-    other = select_noise(pipe, None, seeds=[3], k=3, **{**kw, "guidance_scale": 1.0})
+    other = select_noise(pipe, None, cfg(3), seeds=[3], **{**kw, "guidance_scale": 1.0})
     assert not np.allclose(other.layer_scores(), got.layer_scores())
     with pytest.raises(ValueError, match=r"true_cfg_scale > 1 and a negative prompt"):
-        select_noise(pipe, None, seeds=[3], k=3, branch="uncond", **kw)
+        select_noise(pipe, None, cfg(3, branch="uncond"), seeds=[3], **kw)
     pipe, kw = T.tiny_hunyuan_video_pipeline(true_cfg=True)
     with AttentionProbe(pipe.transformer, k=3) as probe:
         latent_output(pipe, kw, seed=3)
     assert probe.call_batch_sizes == [1, 1, 1, 1]  # cond, uncond per step
     for branch, step, call in [("cond", 0, 0), ("uncond", 0, 1), ("cond", 1, 2)]:
-        got = select_noise(pipe, None, seeds=[3], k=3, branch=branch, score_step=step, **kw)
+        got = select_noise(pipe, None, cfg(3, branch=branch, score_step=step), seeds=[3], **kw)
         want = torch.stack([v.mean(-1) for v in probe.scores(call).values()], 1)
         np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6, err_msg=f"{branch} {step}")
 
 
 @pytest.mark.parametrize("block_rows", [7, 100, None])
 def test_chunk_size_invariance(toy, block_rows):
-    ref = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
-    got = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2, block_rows=block_rows)
+    ref = select_noise(toy, PROMPT, cfg(4, depth=2), seeds=[0, 1, 2])
+    got = select_noise(toy, PROMPT, cfg(4, depth=2, block_rows=block_rows), seeds=[0, 1, 2])
     np.testing.assert_allclose(got.scores.bansa, ref.scores.bansa, atol=1e-6)
 
 
 # --- selection ----------------------------------------------------------------------------------------------
 def test_batched_equals_sequential_and_same_seeds_identical(toy):
     seeds = [3, 1, 4, 1_000_000, 5]
-    together = select_noise(toy, PROMPT, seeds=seeds, k=4)
-    one_by_one = select_noise(toy, PROMPT, seeds=seeds, k=4, batch_size=1)
-    in_pairs = select_noise(toy, PROMPT, seeds=seeds, k=4, batch_size=2)
+    together = select_noise(toy, PROMPT, cfg(4), seeds=seeds)
+    one_by_one = select_noise(toy, PROMPT, cfg(4, batch_size=1), seeds=seeds)
+    in_pairs = select_noise(toy, PROMPT, cfg(4, batch_size=2), seeds=seeds)
     np.testing.assert_allclose(one_by_one.scores.bansa, together.scores.bansa, atol=1e-6)
     np.testing.assert_allclose(in_pairs.scores.bansa, together.scores.bansa, atol=1e-6)
-    again = select_noise(toy, PROMPT, seeds=seeds, k=4)
+    again = select_noise(toy, PROMPT, cfg(4), seeds=seeds)
     assert again.scores.equals(together.scores)
     assert together.winner_seed == seeds[int(together.scores.bansa.argmin())]
     assert together.scores["rank"].tolist() == (together.scores.bansa.rank(method="first").astype(int)).tolist()
 
 
 def test_seeds_drawn_from_generator(toy):
-    a = select_noise(toy, PROMPT, num_candidates=3, k=2, layers=1, generator=torch.Generator().manual_seed(1))
-    b = select_noise(toy, PROMPT, num_candidates=3, k=2, layers=1, generator=torch.Generator().manual_seed(1))
+    a = select_noise(toy, PROMPT, cfg(2, num_candidates=3, depth=1), generator=torch.Generator().manual_seed(1))
+    b = select_noise(toy, PROMPT, cfg(2, num_candidates=3, depth=1), generator=torch.Generator().manual_seed(1))
     assert a.seeds == b.seeds and len(set(a.seeds)) == 3
     assert a.scores.equals(b.scores)
 
 
 def test_early_stop_gives_same_scores_as_full_pass(toy):
-    full = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4)
-    early = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=2)
+    full = select_noise(toy, PROMPT, cfg(4), seeds=[0, 1, 2])
+    early = select_noise(toy, PROMPT, cfg(4, depth=2), seeds=[0, 1, 2])
     np.testing.assert_array_equal(early.scores[["layer_00", "layer_01"]], full.scores[["layer_00", "layer_01"]])
-    picked = select_noise(toy, PROMPT, seeds=[0, 1, 2], k=4, layers=[2])
+    picked = select_noise(toy, PROMPT, cfg(4, layers=[2]), seeds=[0, 1, 2])
     np.testing.assert_array_equal(picked.scores["layer_02"], full.scores["layer_02"])
 
 
@@ -247,8 +252,8 @@ def test_cond_branch_scored_without_cfg_equals_cond_half_of_cfg_batch(toy):
     """Selection scores the cond branch in a pass without CFG; that equals the cond half of
     the pipeline's own [uncond, cond] first step."""
     seeds = [0, 1, 2]
-    got = select_noise(toy, PROMPT, seeds=seeds, k=4, guidance_scale=4.0)
-    assert got.settings["guidance_scale"] == 4.0
+    got = select_noise(toy, PROMPT, cfg(4), seeds=seeds, guidance_scale=4.0)
+    assert got.pipeline_kwargs["guidance_scale"] == 4.0
     with torch.no_grad(), AttentionProbe(toy.transformer, k=4, batch_slice=slice(3, 6)) as probe:
         toy(prompt=PROMPT, num_videos_per_prompt=3, num_inference_steps=1, guidance_scale=4.0, output_type="latent",
             generator=[torch.Generator().manual_seed(s) for s in seeds])
@@ -260,15 +265,15 @@ def test_cond_branch_scored_without_cfg_equals_cond_half_of_cfg_batch(toy):
 def test_score_step_scores_that_steps_call_of_the_full_sampler(toy):
     """score_step=s equals a probe armed on the s-th call of an ordinary guided run (its cond half)."""
     step = 3
-    got = select_noise(toy, PROMPT, seeds=[4], k=4, guidance_scale=4.0, num_inference_steps=6, score_step=step)
-    assert got.settings["score_step"] == step
+    got = select_noise(toy, PROMPT, cfg(4, score_step=step), seeds=[4], guidance_scale=4.0, num_inference_steps=6)
+    assert got.config.score_step == step
     with torch.no_grad(), AttentionProbe(toy.transformer, k=4, batch_slice=slice(1, 2)) as probe:
         probe.on_model_call = lambda call, batch: setattr(probe, "armed", call == step)
         toy(prompt=PROMPT, num_inference_steps=6, guidance_scale=4.0, output_type="latent",
             generator=torch.Generator().manual_seed(4))
     want = torch.stack([v.mean(-1) for v in probe.scores(step).values()], 1)
     np.testing.assert_allclose(got.layer_scores(), want.numpy(), atol=1e-6)
-    first = select_noise(toy, PROMPT, seeds=[4], k=4, guidance_scale=4.0, num_inference_steps=6)
+    first = select_noise(toy, PROMPT, cfg(4), seeds=[4], guidance_scale=4.0, num_inference_steps=6)
     assert not np.allclose(first.layer_scores(), got.layer_scores())
     assert torch.equal(first.latents, got.latents)  # the candidate's initial noise either way
 
@@ -276,7 +281,7 @@ def test_score_step_scores_that_steps_call_of_the_full_sampler(toy):
 def test_score_step_on_wan_separate_cfg_calls():
     pipe, kw = T.tiny_wan_pipeline()
     assert kw["num_inference_steps"] == 2 and kw["guidance_scale"] > 1
-    got = select_noise(pipe, None, seeds=[1], k=3, score_step=1, **kw)
+    got = select_noise(pipe, None, cfg(3, score_step=1), seeds=[1], **kw)
     with AttentionProbe(pipe.transformer, k=3) as probe:
         probe.on_model_call = lambda call, batch: setattr(probe, "armed", call == 2)  # step 1, cond call
         latent_output(pipe, kw, seed=1)
@@ -286,14 +291,14 @@ def test_score_step_on_wan_separate_cfg_calls():
 
 
 def test_uncond_branch_differs_from_cond(toy):
-    cond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1)
-    uncond = select_noise(toy, PROMPT, seeds=[0, 1], k=4, layers=1, branch="uncond")
+    cond = select_noise(toy, PROMPT, cfg(4, depth=1), seeds=[0, 1])
+    uncond = select_noise(toy, PROMPT, cfg(4, depth=1, branch="uncond"), seeds=[0, 1])
     assert not np.allclose(cond.scores.bansa, uncond.scores.bansa)
 
 
 def test_winner_latents_are_what_the_pipeline_draws(real):
     name, pipe, kw = real
-    res = select_noise(pipe, None, seeds=[11, 12, 13], k=3, layers=1, **kw)
+    res = select_noise(pipe, None, cfg(3, depth=1), seeds=[11, 12, 13], **kw)
     captured = {}
     original = pipe.prepare_latents
 
@@ -312,7 +317,8 @@ def test_winner_latents_are_what_the_pipeline_draws(real):
 
 def test_generate_with_anse_end_to_end(real):
     name, pipe, kw = real
-    out, res = generate_with_anse(pipe, None, selection=dict(seeds=[5, 6, 7], k=3), output_type="latent", **kw)
+    gen = generate_with_anse(pipe, None, cfg(3), output_type="latent", **kw, seeds=[5, 6, 7])
+    out, res = gen, gen.selection
     assert len(res.scores) == 3 and res.scores.winner.sum() == 1
     assert torch.equal(out.frames, latent_output(pipe, kw, seed=res.winner_seed)), name
 
@@ -321,7 +327,8 @@ def test_generate_with_anse_decodes_through_a_vae():
     """With a (tiny, random) CogVideoX VAE the winner is decoded to pixel frames, exactly the
     video the pipeline makes from the winning seed."""
     pipe, kw = T.tiny_cogvideox_pipeline(vae=True)
-    out, res = generate_with_anse(pipe, None, selection=dict(seeds=[5, 6], k=3), output_type="pt", **kw)
+    gen = generate_with_anse(pipe, None, cfg(3), output_type="pt", **kw, seeds=[5, 6])
+    out, res = gen, gen.selection
     assert out.frames.shape == (1, 9, 3, 32, 32)
     again = pipe(generator=torch.Generator().manual_seed(res.winner_seed), output_type="pt", **kw).frames
     assert torch.equal(out.frames, again)
@@ -333,19 +340,20 @@ def test_wan_scores_each_cfg_call():
         latent_output(pipe, kw, num_inference_steps=1)
     assert probe.call_batch_sizes == [1, 1]  # cond, then uncond
     assert set(probe.scores(0)) == set(probe.scores(1)) == set(range(2))
-    cond = select_noise(pipe, None, seeds=[1, 2], k=3, **kw)
-    uncond = select_noise(pipe, None, seeds=[1, 2], k=3, branch="uncond", **kw)
+    cond = select_noise(pipe, None, cfg(3), seeds=[1, 2], **kw)
+    uncond = select_noise(pipe, None, cfg(3, branch="uncond"), seeds=[1, 2], **kw)
     assert not np.allclose(cond.scores.bansa, uncond.scores.bansa)
 
 
 def test_toy_generation_uses_winner(toy):
-    out, res = generate_with_anse(toy, PROMPT, selection=dict(seeds=[0, 1, 2], k=3, layers=1), num_inference_steps=2)
+    gen = generate_with_anse(toy, PROMPT, cfg(3, depth=1), num_inference_steps=2, seeds=[0, 1, 2])
+    out, res = gen, gen.selection
     ref = toy(PROMPT, num_inference_steps=2, generator=torch.Generator().manual_seed(res.winner_seed)).frames
     np.testing.assert_array_equal(out.frames, ref)
 
 
 def test_calibrate_depth(toy):
-    cal = calibrate_depth(toy, [PROMPT, "a blue square moving up"], seeds=[0, 1, 2, 3], k=3)
+    cal = calibrate_depth(toy, [PROMPT, "a blue square moving up"], config=cfg(3), seeds=[0, 1, 2, 3])
     assert list(cal.curve.depth) == [1, 2, 3]
     assert cal.curve.r_pooled.iloc[-1] == pytest.approx(1.0)
     assert cal.d_star is not None and 1 <= cal.d_star <= 3
@@ -353,21 +361,57 @@ def test_calibrate_depth(toy):
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(k=1), r"k .*>= 2"),
-    (dict(drop_prob=1.0), r"drop_prob .*\(0, 1\)"),
-    (dict(num_candidates=0), r"num_candidates \(M\) must be an integer >= 1, got 0"),
-    (dict(layers=[0, 9]), r"layer indices \[9\] out of range: this model has 3 attention layers"),
-    (dict(layers=0), r"layers=0 .* must be in 1..3"),
-    (dict(branch="both"), r"branch must be one of cond, uncond"),
-    (dict(seeds=[1, 2], num_candidates=3), r"num_candidates=3 but 2 seeds"),
-    (dict(guidance_scale=1.0, branch="uncond"), r"needs classifier-free guidance"),
-    (dict(score_step=25), r"score_step=25 must be an integer step index in 0..24"),
-    (dict(score_step=-1, num_inference_steps=5), r"score_step=-1 must be an integer step index in 0..4"),
+@pytest.mark.parametrize("config, kwargs, match", [
+    (dict(num_masks=1), {}, r"num_masks \(K\) must be an integer >= 2 .*got 1"),
+    (dict(drop_prob=1.0), {}, r"drop_prob must be a probability in \(0, 1\) .*got 1.0"),
+    (dict(num_candidates=0), {}, r"num_candidates \(M\) must be an integer >= 1, got 0"),
+    (dict(layers=[0, 9]), {}, r"layer indices \[9\] out of range: this model has 3 attention layers"),
+    (dict(depth=4), {}, r"depth=4 \(score layers 1..d\) must be in 1..3"),
+    (dict(depth=0), {}, r"depth must be an integer >= 1 .*got 0"),
+    (dict(depth=2, layers=[0]), {}, r"give depth .* or layers .*not both"),
+    (dict(branch="both"), {}, r"branch must be one of cond, uncond, got 'both'"),
+    (dict(branch="uncond"), dict(guidance_scale=1.0), r"needs classifier-free guidance"),
+    (dict(score_step=25), {}, r"score_step=25 must be an integer step index in 0..24"),
+    (dict(score_step=-1), {}, r"score_step must be an integer step index >= 0 .*got -1"),
+    (dict(score_step=5), dict(num_inference_steps=5), r"score_step=5 must be an integer step index in 0..4"),
+    ({}, dict(k=3), r"k= is not a pipeline argument; select_noise takes it in the config: "
+                    r"AnseConfig\(bansa=BansaConfig\(num_masks=...\)\)"),
+    ({}, dict(layers=2), r"layers= is not a pipeline argument.*AnseConfig\(depth=d\)"),
 ])
-def test_selection_errors_name_the_bad_value(toy, kwargs, match):
+def test_selection_errors_name_the_bad_value(toy, config, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        select_noise(toy, PROMPT, **kwargs)
+        select_noise(toy, PROMPT, AnseConfig().replace(**config), **kwargs)
+
+
+def test_generate_with_anse_refuses_latents_and_config_settings(toy):
+    with pytest.raises(ValueError, match="latents= cannot be given"):
+        generate_with_anse(toy, PROMPT, latents=torch.zeros(1))
+    with pytest.raises(ValueError, match="drop_prob= is not a pipeline argument; generate_with_anse takes it"):
+        generate_with_anse(toy, PROMPT, drop_prob=0.5)
+    with pytest.raises(ValueError, match="layers takes 0-based layer indices .*got 2; .*range\\(d\\)"):
+        AttentionProbe(toy.transformer, layers=2)
+
+
+def test_candidate_noise_is_the_pipelines_cpu_generator_draw(toy):
+    """Seeds mean the same noise everywhere: candidate i's latents are what the pipeline draws
+    with torch.Generator("cpu").manual_seed(seed), whatever the batch."""
+    sel = select_noise(toy, PROMPT, cfg(2, depth=1, batch_size=2),
+                       seeds=[7, 8, 9])
+    for i, seed in enumerate([7, 8, 9]):
+        want = toy.prepare_latents(1, torch.float32, "cpu", torch.Generator("cpu").manual_seed(seed))
+        assert torch.equal(sel.candidate_latents[i : i + 1], want)
+    assert sel.config.num_candidates == 3 and sel.seeds == [7, 8, 9]
+
+
+def test_selection_output_is_a_diffusers_base_output(toy):
+    from diffusers.utils import BaseOutput
+
+    sel = select_noise(toy, PROMPT, cfg(2, depth=1), seeds=[1, 2])
+    assert isinstance(sel, BaseOutput) and sel["winner_seed"] == sel.winner_seed
+    out = generate_with_anse(toy, PROMPT, cfg(2, depth=1), seeds=[1, 2],
+                             num_inference_steps=2)
+    assert isinstance(out, BaseOutput) and out.selection.winner_seed == sel.winner_seed
+    assert out.frames.shape[:2] == (1, 8)  # (B, F, H, W, 3) numpy frames
 
 
 def test_unsupported_model_lists_supported():

@@ -113,10 +113,12 @@ def test_cached_guidance_sweeps_sample_recomputes(pipe, name):
 
 
 def test_demo_runs_small(pipe, tmp_path):
+    from anse_lib import AnseConfig, BansaConfig
     from anse_lib.demo import run_demo
 
     lines = []
-    table = run_demo(pipe, prompts=["a big red circle moving left"], num_candidates=3, k=2, layers=1, steps=3,
+    table = run_demo(pipe, prompts=["a big red circle moving left"],
+                     config=AnseConfig(num_candidates=3, depth=1, bansa=BansaConfig(num_masks=2)), steps=3,
                      folder=tmp_path, out=lines.append)
     assert list(table["winner seed"]) and "selection cost / plain generation" in "\n".join(lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -167,7 +169,7 @@ def test_cached_selection_overhead_table_and_its_rank_agreement():
     """Timings cannot be recomputed; the table's provenance and its deterministic columns can."""
     from scipy.stats import spearmanr
 
-    from anse_lib.select import select_noise
+    from anse_lib import AnseConfig, BansaConfig, select_noise
 
     table, meta = sweeps.load("selection_overhead", DEFAULT_MODEL_DIR)
     assert meta["command"].startswith("python benchmarks/selection_overhead.py") and "--save" in meta["command"]
@@ -178,10 +180,10 @@ def test_cached_selection_overhead_table_and_its_rank_agreement():
     assert (table.ratio > 0).all() and np.allclose(table.ratio, table.selection_s / table.plain_s)
     row = toy[(toy.depth == 3) & (toy.rows.astype(str) == "256")].iloc[0]
     pipe = load_toy_pipeline()
-    kw = dict(seeds=list(range(meta["config"]["M"])), k=meta["config"]["K"], layers=3,
-              num_inference_steps=meta["config"]["steps"])
-    exact = select_noise(pipe, "a big red circle moving left", **kw).scores.bansa
-    sampled = select_noise(pipe, "a big red circle moving left", row_sample=256, **kw).scores.bansa
+    config = AnseConfig(depth=3, bansa=BansaConfig(num_masks=meta["config"]["K"]))
+    kw = dict(seeds=list(range(meta["config"]["M"])), num_inference_steps=meta["config"]["steps"])
+    exact = select_noise(pipe, "a big red circle moving left", config, **kw).scores.bansa
+    sampled = select_noise(pipe, "a big red circle moving left", config.replace(row_sample=256), **kw).scores.bansa
     assert f"{spearmanr(sampled, exact)[0]:.2f}" == f"{float(row.rank_agreement):.2f}"
 
 

@@ -128,7 +128,9 @@ def test_atomic_write_gives_the_permissions_open_would(tmp_path):
 
 def test_cached_depth_calibration_recomputes_from_the_cached_heldout_sweep():
     """data/sweeps/depth_calibration is the paper's depth rule applied to heldout_quality, for this model."""
-    from anse_lib.select import calibration_from_scores
+    from anse_lib import AnseConfig
+    from anse_lib.calibrate import calibration_from_scores
+    from anse_lib.provenance import model_hash
     from anse_lib.toyworld import DEFAULT_MODEL_DIR
 
     curve, meta = sweeps.load("depth_calibration", DEFAULT_MODEL_DIR)
@@ -137,3 +139,8 @@ def test_cached_depth_calibration_recomputes_from_the_cached_heldout_sweep():
     np.testing.assert_allclose(curve[["r_pooled", "r_within_prompt"]], again.curve[["r_pooled", "r_within_prompt"]],
                                atol=1e-6)
     assert again.d_star == int(curve[curve.r_pooled >= meta["config"]["tau"]].depth.iloc[0])
+    # the depth travels with the model folder, saved for this model by the same benchmark
+    saved = AnseConfig.from_pretrained(DEFAULT_MODEL_DIR)
+    assert saved.depth == again.d_star and saved.bansa.num_masks == meta["config"]["k"]
+    notes = json.loads((DEFAULT_MODEL_DIR / "anse_config.json").read_text())
+    assert notes["_model_hash"] == model_hash(DEFAULT_MODEL_DIR) and notes["_command"] == meta["command"]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..bansa import _masked_sample, bansa_from_samples
 from ..capture import capture_attention
+from ..config import AnseConfig, BansaConfig
 from ..select import select_noise
 from ..toyworld.model import rotary_embeddings
 
@@ -64,8 +65,8 @@ def attention_scores(pipe, prompt: str, seeds: list[int], step: int = 0, k: int 
         rows.append(row)
     table = pd.DataFrame(rows)
     # the other K/p setting with the batched scorer (the same numbers as row_statistics, faster)
-    alt = select_noise(pipe, prompt, seeds=list(seeds), k=other[0], drop_prob=other[1], mask_seed=mask_seed,
-                       score_step=step)
+    config = AnseConfig(score_step=step, bansa=BansaConfig(num_masks=other[0], drop_prob=other[1], mask_seed=mask_seed))
+    alt = select_noise(pipe, prompt, config, seeds=list(seeds))
     for j, layer in enumerate(alt.layers):
         table[f"bansa_other_{layer:02d}"] = alt.layer_scores()[:, j]
     return table
@@ -73,15 +74,16 @@ def attention_scores(pipe, prompt: str, seeds: list[int], step: int = 0, k: int 
 
 def later_step_bansa(pipe, prompt: str, seeds: list[int], steps=(1, 2, 4, 9), k: int = 10, drop_prob: float = 0.2,
                      mask_seed: int = 0) -> pd.DataFrame:
-    """Per-layer BANSA (all rows) of each candidate at later steps (0-based), as ``select_noise(score_step=s)``.
+    """Per-layer BANSA (all rows) of each candidate at later steps (0-based), as ``select_noise`` with
+    ``AnseConfig(score_step=s)``.
 
     Returns:
         One row per seed: ``seed`` and ``stepS_bansa_XX`` per step ``S`` and layer ``XX``.
     """
     table = pd.DataFrame({"seed": [int(s) for s in seeds]})
     for s in steps:
-        sel = select_noise(pipe, prompt, seeds=list(seeds), k=k, drop_prob=drop_prob, mask_seed=mask_seed,
-                           score_step=int(s))
+        config = AnseConfig(score_step=int(s), bansa=BansaConfig(num_masks=k, drop_prob=drop_prob, mask_seed=mask_seed))
+        sel = select_noise(pipe, prompt, config, seeds=list(seeds))
         for j, layer in enumerate(sel.layers):
             table[f"step{s}_bansa_{layer:02d}"] = sel.layer_scores()[:, j]
     return table

@@ -89,7 +89,6 @@ POSITIONS = ("sincos", "rope")
 CURVE_NAME = "training_curve.csv"
 #: The folder a recorded training command exports to (its ``--export`` argument).
 EXPORT_ARG = re.compile(r"--export (\S+)")
-DATA_DIR = DEFAULT_MODEL_DIR.parent
 
 
 @dataclass
@@ -118,14 +117,15 @@ class TrainConfig:
     schedule: str = "zero_snr"
 
     def transformer_config(self) -> dict:
-        """The transformer's config: the shipped one (``model.TRANSFORMER_CONFIG``) with this
+        """The transformer's config: the default (``model.TRANSFORMER_CONFIG``) with this
         run's frame size, patch size, depth and kind of position embedding."""
         return dict(TRANSFORMER_CONFIG, sample_height=self.resolution, sample_width=self.resolution,
                     patch_size=self.patch_size, num_layers=self.num_layers,
                     use_rotary_positional_embeddings=self.positions == "rope")
 
     def text_encoder_config(self) -> dict:
-        """The text encoder's config: the shipped one with this run's number of encoder layers."""
+        """The text encoder's config: the default (``model.TEXT_ENCODER_CONFIG``) with this run's number of
+        encoder layers."""
         return dict(TEXT_ENCODER_CONFIG, num_layers=self.text_layers)
 
     def validate(self):
