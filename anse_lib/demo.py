@@ -17,7 +17,7 @@ from . import viz
 from .calibrate import calibrated_depth
 from .config import AnseConfig
 from .probe import attention_layers
-from .select import AnseSelectionOutput, denoiser, generate_with_anse, select_noise
+from .select import AnseSelectionOutput, call_default, denoiser, generate_with_anse, select_noise
 from .toyworld import toybench
 from .viz import plot_candidate_scores
 
@@ -55,13 +55,6 @@ def resolve_config(pipe, layers=None, out=print, **settings) -> AnseConfig:
     return AnseConfig().replace(depth=depth, layers=indices, **settings)
 
 
-def _default(pipe, name):
-    """The pipeline's own default for one of its ``__call__`` arguments."""
-    import inspect
-
-    return inspect.signature(pipe.__call__).parameters[name].default
-
-
 def _generate(pipe, prompt, seed, steps, guidance):
     t0 = time.perf_counter()
     video = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance,
@@ -76,8 +69,8 @@ def run_demo(pipe, prompts=DEMO_PROMPTS, config: AnseConfig | None = None, steps
 
     ``config``: the selection (default: the model folder's calibrated depth, the paper's M, K, p).
     """
-    steps = steps or _default(pipe, "num_inference_steps")
-    guidance = guidance or _default(pipe, "guidance_scale")
+    steps = steps or call_default(pipe, "num_inference_steps")
+    guidance = guidance or call_default(pipe, "guidance_scale")
     config = resolve_config(pipe, None, out) if config is None else config
     num_candidates, k, drop_prob = config.num_candidates, config.bansa.num_masks, config.bansa.drop_prob
     # warm-up, untimed: the first call builds the compiled scorer and fills caches, which

@@ -136,12 +136,23 @@ def _cfg_setting(pipe, model, call_kwargs: dict) -> tuple[str, bool]:
     name = "true_cfg_scale" if embedded else "guidance_scale"
     value = call_kwargs.get(name)
     if value is None:
-        default = inspect.signature(pipe.__call__).parameters.get(name)
-        value = default.default if default is not None and default.default is not inspect._empty else 1.0
+        value = call_default(pipe, name)
+        value = 1.0 if value is None else value
     active = float(value) > 1.0
     if embedded:
         active = active and any(call_kwargs.get(k) is not None for k in ("negative_prompt", "negative_prompt_embeds"))
     return name, active
+
+
+def call_default(pipe, name: str):
+    """The value a pipeline call uses for argument ``name`` when none is given: its signature's
+    default, or, where that is ``None``, the pipeline's ``guidance_defaults`` (the toy pipeline
+    keeps each model's guidance there). ``None`` if neither says."""
+    param = inspect.signature(pipe.__call__).parameters.get(name)
+    value = param.default if param is not None and param.default is not inspect._empty else None
+    if value is None:
+        value = getattr(pipe, "guidance_defaults", {}).get(name)
+    return value
 
 
 def _draw_seeds(num_candidates, generator) -> list[int]:

@@ -29,8 +29,13 @@ from .model import rotary_embeddings
 #: Where the shipped, trained toy model lives.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "toy_model"
 DEFAULT_STEPS = 25
+#: The shipped model's guidance defaults, and every toy model's unless its folder has a
+#: ``guidance.json`` (:data:`GUIDANCE_NAME`) chosen by the same sweep rule for that model.
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_GUIDANCE_RESCALE = 0.7
+#: A model folder's own guidance defaults, written by the sweep that chose them (outside the
+#: weights' manifest, so the sweep's cache, tied to the model hash, stays valid).
+GUIDANCE_NAME = "guidance.json"
 
 
 @dataclass
@@ -47,6 +52,9 @@ class ToyVideoPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer,
                               scheduler=scheduler)
+        #: ``{"guidance_scale", "guidance_rescale"}`` used when a call gives none (``load_toy_pipeline``
+        #: reads a folder's ``guidance.json`` into it)
+        self.guidance_defaults = {"guidance_scale": DEFAULT_GUIDANCE, "guidance_rescale": DEFAULT_GUIDANCE_RESCALE}
 
     # --- shapes --------------------------------------------------------------------------
     @property
@@ -106,8 +114,8 @@ class ToyVideoPipeline(DiffusionPipeline):
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = DEFAULT_GUIDANCE,
-        guidance_rescale: float = DEFAULT_GUIDANCE_RESCALE,
+        guidance_scale: float | None = None,
+        guidance_rescale: float | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -118,6 +126,10 @@ class ToyVideoPipeline(DiffusionPipeline):
         attention_kwargs: dict | None = None,
         callback_on_step_end=None,
     ):
+        if guidance_scale is None:
+            guidance_scale = self.guidance_defaults["guidance_scale"]
+        if guidance_rescale is None:
+            guidance_rescale = self.guidance_defaults["guidance_rescale"]
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
         if num_inference_steps < 1:
@@ -207,6 +219,15 @@ def describe_model(path: str | Path = DEFAULT_MODEL_DIR) -> str:
 def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_DIR, verify: bool = True) -> ToyVideoPipeline:
     """Load the shipped toy model (or another saved ``ToyVideoPipeline``), checking SHA-256s first.
 
+    Args:
+        path: an exported toy model folder: ``data/toy_model`` (the shipped, zero-terminal-SNR
+            model) or ``data/toy_model_sd_schedule`` (its twin on Stable Diffusion 1.5's schedule).
+        verify: check every file against the folder's manifest.
+
+    Returns:
+        The pipeline; its ``guidance_defaults`` come from the folder's ``guidance.json`` when it
+        has one (the twin), else the shipped model's.
+
     Raises :class:`anse_lib.provenance.ChecksumError` if any file differs from its manifest.
     """
     path = Path(path)
@@ -228,4 +249,16 @@ def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_DIR, verify: bool = True)
         diffusers_logging.set_verbosity(verbosity)
         diffusers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
+    pipe.guidance_defaults.update(guidance_defaults(path))
     return pipe
+
+
+def guidance_defaults(path: str | Path) -> dict:
+    """The guidance settings saved in a model folder's ``guidance.json`` (``{}`` if none)."""
+    import json
+
+    file = Path(path) / GUIDANCE_NAME
+    if not file.is_file():
+        return {}
+    saved = json.loads(file.read_text())
+    return {k: float(saved[k]) for k in ("guidance_scale", "guidance_rescale")}
