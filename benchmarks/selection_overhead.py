@@ -66,7 +66,7 @@ Everything is measured in this one run, on this machine; compare ratios.
 
 ``--save`` also writes every printed row to ``data/sweeps/selection_overhead.csv`` with
 ``selection_overhead.json`` beside it (the command, the toy model's hash, the machine's
-threads and CPU, the time): notebook 06 reads it. Run it on a quiet machine.
+threads and CPU, the time): notebook 07 reads it. Run it on a quiet machine.
 For the toy model it also measures every depth d = 1..L and, at the calibrated depth, M = 5
 and 20 candidates.
 """

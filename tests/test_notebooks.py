@@ -8,8 +8,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: the story, one notebook per number (issue 15); those that exist must carry these numbers
 STORY = {"00": "toy world", "01": "attention rows", "02": "BALD to BANSA", "03": "mask shortcut",
          "04": "seeing attention uncertainty", "05": "does the score predict quality",
-         "06": "layers, steps and cost", "07": "real diffusers models", "08": "end to end"}
-#: "notebook 03", "notebooks 00-03", "notebooks 00 and 08", "03_bernoulli_mask_shortcut.ipynb"
+         "06": "what the first step can know", "07": "layers, steps and cost", "08": "real diffusers models",
+         "09": "end to end"}
+#: "notebook 03", "notebooks 00-03", "notebooks 00 and 09", "03_bernoulli_mask_shortcut.ipynb"
 _NUMBER_REF = re.compile(r"\bnotebooks?\s+((?:\d\d)(?:\s*(?:-|–|,|and|or)\s*\d\d)*)", re.I)
 _FILE_REF = re.compile(r"\b(\d\d_[A-Za-z0-9_]+\.ipynb)")
 
@@ -33,15 +34,15 @@ def referenced_notebooks(text: str) -> tuple[set[str], set[str]]:
 
 
 def test_reference_finder():
-    numbers, files = referenced_notebooks("see notebook 03, notebooks 00-02, then the file 08_end_to_end_anse.ipynb")
-    assert numbers == {"03", "00", "01", "02"} and files == {"08_end_to_end_anse.ipynb"}
+    numbers, files = referenced_notebooks("see notebook 03, notebooks 00-02, then the file 09_end_to_end_anse.ipynb")
+    assert numbers == {"03", "00", "01", "02"} and files == {"09_end_to_end_anse.ipynb"}
 
 
 def test_numbering_follows_the_story_and_ends_with_end_to_end():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {numbers}"
     assert set(numbers) <= set(STORY), f"numbers outside the story: {sorted(set(numbers) - set(STORY))}"
-    assert NOTEBOOKS[-1].name.startswith("08_"), "the end-to-end run is the last notebook"
+    assert NOTEBOOKS[-1].name.startswith("09_"), "the end-to-end run is the last notebook"
     for p in NOTEBOOKS:
         title = _text(_cells(p)[0]).splitlines()[0]
         assert title.startswith(f"# {p.name[:2]} · "), f"{p.name}: the first line is '# NN · title', got {title!r}"

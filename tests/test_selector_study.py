@@ -1,4 +1,4 @@
-"""The multi-selector study helpers (notebook 05) and the cost model (notebook 06) on hand-made inputs."""
+"""The multi-selector study helpers (notebook 05) and the cost model (notebook 07) on hand-made inputs."""
 from itertools import combinations
 
 import numpy as np
@@ -75,7 +75,7 @@ def test_cost_model_counts_and_constants():
     assert crossed.forward_macs() == (2 * 2 * 10 * 10 * 8 + 4 * 16**2 * 10 + 2 * 16 * 32 * 10
                                       + 2 * 16**2 * 15 + 2 * 2 * 10 * 5 * 8)
     p = C.predicted_overhead(size, forward_s_per_mac=1.0, scorer_s_per_entry=0.0, m=10, steps=50)
-    assert p["predicted overhead"] == pytest.approx(10 * 2 / (2 * 50 * 4))  # notebook 07's idealised estimate
+    assert p["predicted overhead"] == pytest.approx(10 * 2 / (2 * 50 * 4))  # notebook 08's idealised estimate
     over = pd.DataFrame({"model": ["x"] * 2, "depth": [2, 2], "candidates": [10, 10], "rows": ["none", "all"],
                          "selection_s": [1.0, 3.0], "plain_s": [100.0, 100.0]})
     consts = C.measured_constants(over, {"x": size})

@@ -5,7 +5,7 @@ A sweep table has one row per (prompt, seed) with ToyBench columns and score col
 ``prompt_index`` where the table has it (one group per prompt draw, even if two draws
 happen to have the same text), else by ``prompt``.
 
-Study helper for: Notebooks 00 and 08, ``benchmarks/toy_model_quality.py``.
+Study helper for: Notebooks 00 and 09, ``benchmarks/toy_model_quality.py``.
 """
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ cross-attention (Wan, LTX-Video), ``2 x width^2 x (Nq + text) + 2 x H x Nq x tex
 the scorer's work is ``H x Nq x Nk`` entries. Norms, modulation and embeddings are left out.
 Selection of M candidates at depth d of L then costs
 ``M x d x (forward + scorer)`` layer-units against ``passes x steps x L x forward`` for one
-video: the idealised estimate of notebook 07 plus the scorer's share. On a GPU the two
+video: the idealised estimate of notebook 08 plus the scorer's share. On a GPU the two
 constants differ (and so does their ratio); the model says how the overhead scales, the
 measured constants say where this CPU sits. The forward share of the prediction is the
 idealised FLOP ratio ``M x d / (passes x steps x L)`` whatever the constants: only the
 scorer's share depends on them.
 
-Study helper for: Notebook 06.
+Study helper for: Notebook 07.
 """
 from __future__ import annotations
 
