@@ -57,9 +57,18 @@ def plot_rows(rows: torch.Tensor, titles: list[str] | None = None, axes=None, co
 def to_uint8_frames(video) -> np.ndarray:
     """A video as uint8 frames ``(F, H, W, 3)``.
 
-    Accepts ``(F, H, W, 3)`` in [0, 1] (a pipeline's ``np`` output) or a tensor
-    ``(F, 3, H, W)`` in [-1, 1] (rendered / latent layout).
+    Accepts ``(F, H, W, 3)`` floats in [0, 1] (a pipeline's ``np`` output), a tensor
+    ``(F, 3, H, W)`` in [-1, 1] (rendered / latent layout), or uint8 frames: a list of PIL
+    images (a diffusers pipeline's default ``pil`` output, e.g. CogVideoX's) or a uint8 array
+    ``(F, H, W, 3)``, taken as they are.
     """
+    if not isinstance(video, torch.Tensor):
+        as_array = np.stack([np.asarray(f) for f in video]) if isinstance(video, (list, tuple)) else np.asarray(video)
+        if as_array.dtype == np.uint8:
+            if as_array.ndim != 4 or as_array.shape[-1] != 3:
+                raise ValueError(f"uint8 frames must be (F, H, W, 3), got shape {as_array.shape}")
+            return as_array
+        video = as_array
     v = video.detach().cpu().float().numpy() if isinstance(video, torch.Tensor) else np.asarray(video, dtype=np.float32)
     if v.ndim != 4:
         raise ValueError(f"a video must be 4-d (F, H, W, 3) or (F, 3, H, W), got shape {v.shape}")

@@ -283,7 +283,8 @@ class AttentionExplorer:
         try:
             if self.parse is not None:
                 self.parse(c["prompt"])
-            video = self.pipe(c["prompt"], generator=torch.Generator().manual_seed(int(c["seed"]))).frames[0]
+            video = self.pipe(c["prompt"], generator=torch.Generator().manual_seed(int(c["seed"])),
+                              output_type="np").frames[0]  # (F, H, W, 3) in [0, 1], whatever the pipeline's default
             self.video.value = gif_bytes(video, scale=6)
             self.video.layout.display = None
         except (ValueError, RuntimeError) as e:

@@ -225,3 +225,18 @@ def test_later_step_bansa_is_selection_at_that_step(toy):
     table = later_step_bansa(toy, PROMPT, seeds=[0, 3], steps=(1,), k=4)
     sel = select_noise(toy, PROMPT, cfg(4, score_step=1), seeds=[0, 3])
     np.testing.assert_allclose(table[["step1_bansa_00", "step1_bansa_01"]].to_numpy(), sel.layer_scores())
+
+
+def test_gif_of_a_pipelines_pil_frames_is_not_white():
+    """CogVideoX returns PIL frames by default: the GIF keeps their pixels (they were once read as
+    floats in [0, 1] and clipped to white), and equals the GIF of the same video's np output."""
+    from anse_lib import tiny_pipelines as T
+    from anse_lib.viz import gif_bytes, to_uint8_frames
+
+    pipe, kw = T.tiny_cogvideox_pipeline(vae=True)
+    pil = pipe(generator=torch.Generator().manual_seed(0), **kw).frames[0]
+    as_np = pipe(generator=torch.Generator().manual_seed(0), output_type="np", **kw).frames[0]
+    frames = to_uint8_frames(pil)
+    assert frames.shape == as_np.shape and frames.min() < 250  # not all white
+    assert np.abs(frames.astype(int) - to_uint8_frames(as_np).astype(int)).max() <= 1  # the same video
+    assert gif_bytes(pil, scale=1) == gif_bytes(frames, scale=1)
