@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .provenance import _umask
+
 FIGURES_DIR = Path(os.environ.get("ANSE_FIGURES_DIR") or Path(__file__).resolve().parents[1] / "figures")
 
 
@@ -29,6 +31,7 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, folder: str | os.PathL
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".png")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
