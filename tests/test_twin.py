@@ -86,6 +86,6 @@ def test_footprint_splits_the_sum_of_squares_exactly():
 
 def test_first_update_keeps_the_noise_at_zero_terminal_snr(twin):
     shipped = FP.first_update(load_toy_pipeline(), "a big red circle moving left", seed=3)
-    assert shipped["alpha_bar"] == 0 and shipped["max |eps_hat - x_T|"] == 0
+    assert shipped["alpha_bar"] == 0 and shipped["max |eps_hat - x_T|"] < 1e-5  # float32 rounding
     sd = FP.first_update(twin, "a big red circle moving left", seed=3)
     assert sd["first t"] == 961 and sd["max |eps_hat - x_T|"] > 0

@@ -33,29 +33,48 @@ def schedule_numbers(scheduler, num_inference_steps: int = 25) -> dict:
 
 
 @torch.no_grad()
-def first_update(pipe, prompt: str, seed: int, **pipe_kwargs) -> dict:
-    """The first DDIM update of one video, split into what the model predicted and what is the noise.
+def first_update(pipe, prompt: str, seed: int, num_inference_steps: int = 25, **pipe_kwargs) -> dict:
+    """The pipeline's own first denoising step of one video, against the derived update.
 
-    Runs the pipeline's first step (its guidance) and reads the scheduler's
-    ``pred_original_sample`` ``x0_hat``. With ``a`` = alpha_bar of the first timestep and ``a'``
-    of the next, DDIM (eta = 0) gives ``x_next = sqrt(a') x0_hat + sqrt(1 - a') eps_hat`` with
-    ``eps_hat = (x_T - sqrt(a) x0_hat) / sqrt(1 - a)``. Returns the largest
-    ``|eps_hat - x_T|`` (0 when ``a`` = 0: the update keeps the starting noise itself, whatever the
-    model predicted) and the largest ``|x_next - (sqrt(a') x0_hat + sqrt(1 - a') x_T)|``.
+    Runs the pipeline (its guidance) and records what its scheduler returns at the first step:
+    the clean-video estimate ``x0_hat`` (``pred_original_sample``) and the next latent ``x_next``
+    (``prev_sample``). With ``a`` = alpha_bar of the first timestep and ``a'`` of the next, DDIM
+    (eta = 0) should give ``x_next = sqrt(a') x0_hat + sqrt(1 - a') eps_hat``. Returns the
+    measured ``eps_hat = (x_next - sqrt(a') x0_hat) / sqrt(1 - a')``'s largest distance from the
+    starting noise ``x_T`` (0 when ``a`` = 0: the scheduler then carries the starting noise
+    forward, scaled by ``sqrt(1 - a')``), and the largest ``|x_next - (sqrt(a') x0_hat +
+    sqrt(1 - a') x_T)|``.
     """
     sched = pipe.scheduler
-    steps = pipe_kwargs.pop("num_inference_steps", 25)
-    x_t = initial_noise(pipe, [seed])
-    x0 = lookahead_x0(pipe, prompt, [seed], steps=(1,), num_inference_steps=steps, **pipe_kwargs)[1].double()
-    sched.set_timesteps(steps)
+    original = sched.step
+    seen = {}
+
+    def step(*args, **kwargs):
+        kwargs["return_dict"] = True
+        out = original(*args, **kwargs)
+        seen.update(x0=out.pred_original_sample.detach().double(), x_next=out.prev_sample.detach().double())
+        raise _FirstStepDone
+
+    sched.step = step
+    try:
+        pipe(prompt, num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(int(seed)),
+             output_type="latent", **pipe_kwargs)
+    except _FirstStepDone:
+        pass
+    finally:
+        del sched.step  # back to the class method
+    x_t = initial_noise(pipe, [seed]).double()
     t, t_next = int(sched.timesteps[0]), int(sched.timesteps[1])
     a, a_next = float(sched.alphas_cumprod[t]), float(sched.alphas_cumprod[t_next])
-    x_t = x_t.double()
-    eps_hat = (x_t - a ** 0.5 * x0) / (1 - a) ** 0.5
-    x_next = a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps_hat
+    x0, x_next = seen["x0"], seen["x_next"]
+    eps_hat = (x_next - a_next ** 0.5 * x0) / (1 - a_next) ** 0.5
     return {"first t": t, "alpha_bar": a, "max |eps_hat - x_T|": float((eps_hat - x_t).abs().max()),
             "max |x_next - (sqrt(a') x0_hat + sqrt(1-a') x_T)|":
                 float((x_next - (a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * x_t)).abs().max())}
+
+
+class _FirstStepDone(Exception):
+    """Ends a pipeline call after its scheduler's first step."""
 
 
 def footprint_rows(pipe, name: str, prompts: list[str], seeds, steps=(1, 2, 3, 5, 10),
@@ -96,15 +115,26 @@ def footprint_rows(pipe, name: str, prompts: list[str], seeds, steps=(1, 2, 3, 5
     return rows
 
 
-def seed_share(footprint: pd.DataFrame) -> pd.DataFrame:
+def seed_share(footprint: pd.DataFrame, values_per_video: int | None = None, seeds: int | None = None
+               ) -> pd.DataFrame:
     """Per model and step: the share of ``x0_hat``'s sum of squares that lies between the seeds of a
     prompt (raw, and clamped to [-1, 1]), and the share of prompts whose seeds' ``x0_hat`` differ
-    in ToyBench semantic score."""
+    in ToyBench semantic score (NaN at step 0, where no ToyBench is computed).
+
+    The share depends on how far apart the prompts are too, so with ``values_per_video`` (pixels x
+    channels x frames) and ``seeds`` it also gives the absolute spread between seeds: the SD of a
+    clamped value around its prompt's mean, ``sqrt(ss_between_seeds / (P (S - 1) D))``.
+    """
     g = footprint.groupby(["model", "step"])
     out = pd.DataFrame({f"share between seeds{kind.replace('_', ', ')}":
                         g[f"ss_between_seeds{kind}"].sum() / (g[f"ss_between_seeds{kind}"].sum()
                                                               + g[f"ss_between_prompts{kind}"].sum())
                         for kind in ("", "_clamped")})
+    if values_per_video is not None and seeds is not None:
+        prompts = g.prompt_index.nunique()
+        out["seed SD per value, clamped"] = (g.ss_between_seeds_clamped.sum()
+                                             / (prompts * (seeds - 1) * values_per_video)) ** 0.5
     if "semantic_range" in footprint:
-        out["prompts whose seeds differ in semantic"] = g.semantic_range.apply(lambda r: (r > 0).mean())
+        out["prompts whose seeds differ in semantic"] = g.semantic_range.apply(
+            lambda r: (r > 0).mean() if r.notna().any() else np.nan)
     return out
