@@ -64,8 +64,9 @@ def test_probe_transparent_on_unet3d():
     assert torch.equal(ref, out)
     assert {r.layer for r in probe.records} == set(range(len(attention_layers(unet))))
     modules = dict(attention_layers(unet))
-    for r in probe.records:  # one mean score per batch entry and head
-        assert r.scores.shape == (2, modules[r.name].heads), r.name
+    frames = x.shape[2]
+    for r in probe.records:  # spatial attention runs per frame: one mean score per (video, frame) and head
+        assert r.scores.shape == (2 * frames, modules[r.name].heads), r.name
 
 
 def test_probe_transparent_on_toy_with_cfg(toy):
