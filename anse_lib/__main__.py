@@ -66,7 +66,10 @@ def _load(model: str | None, device: str = "cpu", dtype: str = "float32", toy_on
 
         pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch_dtype)
         pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device=device, dtype=torch_dtype)
+    model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    if device != "cpu" or (model is not None and model.dtype != torch_dtype):  # cast only when asked to
+        pipe = pipe.to(device=device, dtype=torch_dtype)
+    return pipe
 
 
 def _config(args, pipe):
