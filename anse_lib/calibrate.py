@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr
 
-from .config import CONFIG_NAME, AnseConfig, source_of
+from .config import CONFIG_NAME, AnseConfig
 from .probe import attention_layers
 from .provenance import MANIFEST_NAME, model_hash
 from .select import denoiser, select_noise
@@ -147,14 +147,18 @@ def calibrated_depth(pipe) -> tuple[int | None, str]:
         >>> calibrated_depth(load_toy_pipeline())[0]
         3
     """
-    config = saved_config(pipe)
+    folder = _folder(pipe)
+    path = None if folder is None else folder / CONFIG_NAME
+    saved = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    config = AnseConfig.from_dict(saved) if saved else None
     if config is None or config.depth is None:
         return None, "all layers (no calibrated depth for this model; see calibrate_depth)"
-    folder = _folder(pipe)
-    saved_for = json.loads((folder / CONFIG_NAME).read_text()).get("_model_hash")
-    if saved_for is not None and (folder / MANIFEST_NAME).is_file() and saved_for != model_hash(folder):
-        return None, (f"all layers (the depth in {folder / CONFIG_NAME} was calibrated for model {saved_for[:12]}, "
-                      f"not this folder's {model_hash(folder)[:12]}: re-run the calibration)")
+    saved_for = saved.get("_model_hash")
+    if saved_for is not None and (folder / MANIFEST_NAME).is_file():
+        current = model_hash(folder)
+        if saved_for != current:
+            return None, (f"all layers (the depth in {path} was calibrated for model {saved_for[:12]}, "
+                          f"not this folder's {current[:12]}: re-run the calibration)")
     n = len(attention_layers(denoiser(pipe), config.attention))
-    source = source_of(folder) or f"{CONFIG_NAME} in the model folder"
+    source = saved.get("_source") or f"{CONFIG_NAME} in the model folder"
     return config.depth, f"layers 1..{config.depth} of {n}, {source}"

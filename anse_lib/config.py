@@ -203,8 +203,3 @@ class AnseConfig:
             raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}; write one with AnseConfig(...).save_pretrained")
         return cls.from_dict(json.loads(path.read_text()))
 
-
-def source_of(folder: str | os.PathLike) -> str | None:
-    """The ``_source`` note of ``folder/anse_config.json`` (``None`` if absent)."""
-    path = Path(folder) / CONFIG_NAME
-    return json.loads(path.read_text()).get("_source") if path.is_file() else None

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..toyworld import toybench
-from .selectors import initial_noise, lookahead_x0
+from .selectors import _Enough, initial_noise, lookahead_x0
 
 
 def schedule_numbers(scheduler, num_inference_steps: int = 25) -> dict:
@@ -53,13 +53,13 @@ def first_update(pipe, prompt: str, seed: int, num_inference_steps: int = 25, **
         kwargs["return_dict"] = True
         out = original(*args, **kwargs)
         seen.update(x0=out.pred_original_sample.detach().double(), x_next=out.prev_sample.detach().double())
-        raise _FirstStepDone
+        raise _Enough
 
     sched.step = step
     try:
         pipe(prompt, num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(int(seed)),
              output_type="latent", **pipe_kwargs)
-    except _FirstStepDone:
+    except _Enough:
         pass
     finally:
         del sched.step  # back to the class method
@@ -71,10 +71,6 @@ def first_update(pipe, prompt: str, seed: int, num_inference_steps: int = 25, **
     return {"first t": t, "alpha_bar": a, "max |eps_hat - x_T|": float((eps_hat - x_t).abs().max()),
             "max |x_next - (sqrt(a') x0_hat + sqrt(1-a') x_T)|":
                 float((x_next - (a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * x_t)).abs().max())}
-
-
-class _FirstStepDone(Exception):
-    """Ends a pipeline call after its scheduler's first step."""
 
 
 def footprint_rows(pipe, name: str, prompts: list[str], seeds, steps=(1, 2, 3, 5, 10),
