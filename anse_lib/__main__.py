@@ -4,6 +4,8 @@
     python -m anse_lib select --prompt "a big red circle moving left" --candidates 10
     python -m anse_lib select --prompt "..." --model /path/to/local/diffusers/checkpoint --device cuda --dtype bfloat16
     python -m anse_lib select --prompt "..." --config anse_config.json   # an AnseConfig saved with save_pretrained
+    python -m anse_lib study --model toy --prompts prompts.txt --seeds 10 --out runs/study
+    torchrun --nproc_per_node 2 -m anse_lib study ...       # the same table, split by prompt over two processes
 
 A bad argument, prompt or setting ends with one line ``error: ...`` on stderr and exit
 status 2, not a traceback. ``demo --model`` takes toy model folders only: the demo scores
@@ -64,7 +66,11 @@ def _load(model: str | None, device: str = "cpu", dtype: str = "float32", toy_on
     else:
         from diffusers import DiffusionPipeline
 
-        pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch_dtype)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch_dtype)
+        except Exception as err:  # noqa: BLE001 -- diffusers raises OSError, ValueError, KeyError, ...
+            raise ValueError(f"--model {model!r} is not a diffusers pipeline folder this version loads "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
         pipe.set_progress_bar_config(disable=True)
     model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
     if device != "cpu" or (model is not None and model.dtype != torch_dtype):  # cast only when asked to
@@ -125,6 +131,57 @@ def select(args) -> int:
     return 0
 
 
+def study(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from accelerate import PartialState
+
+    from .metrics import METRICS, build_metrics, check_metrics
+    from .probe import model_family
+    from .select import denoiser
+    from .study import Study, provenance, read_prompts, run_study
+    from .toyworld import ToyVideoPipeline, parse_prompt
+    from .toyworld.pipeline import DEFAULT_MODEL_DIR
+
+    prompts = read_prompts(args.prompts)  # cheap checks first: nothing loads before they pass
+    names = args.metrics.split(",") if args.metrics else []
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    if args.metric_models is not None and not Path(args.metric_models).is_dir():
+        raise ValueError(f"--metric-models {args.metric_models!r} is not a folder")
+    if args.save_videos:
+        bad = [p for p in prompts if "/" in p or len(p.encode()) > 240]
+        if bad:
+            raise ValueError(f"--save-videos names files by prompt (VBench's naming); prompt {bad[0][:60]!r} "
+                             "holds a '/' or is too long for a file name")
+    state = PartialState(cpu=args.device == "cpu")
+    device = str(state.device) if args.device.startswith("cuda") and state.num_processes > 1 else args.device
+    pipe = _load(None if args.model == "toy" else args.model, device, args.dtype)
+    model = denoiser(pipe)
+    model_family(model)  # raises for a denoiser the probe does not support
+    if hasattr(model, "_orig_mod"):
+        raise ValueError("the pipeline's denoiser is torch.compile'd; the probe cannot see inside a compiled "
+                         "graph: score the uncompiled module (compile after selection)")
+    toy = isinstance(pipe, ToyVideoPipeline)
+    names = names or (["toybench"] if toy else ["temporal_flickering"])
+    folders = check_metrics(names, args.metric_models, toy)
+    if toy:
+        for p in prompts:
+            parse_prompt(p)  # an unknown word is an error before any work
+    config = _config(args, pipe)
+    seeds = list(range(args.seeds))
+    model_dir = DEFAULT_MODEL_DIR if args.model == "toy" else Path(args.model)
+    command = shlex.join(["python", "-m", "anse_lib", *args.argv])
+    record = provenance(pipe, model_dir, prompts, seeds, config, names, command)
+    pipe.set_progress_bar_config(disable=True)
+    work = Study(pipe=pipe, prompts=prompts, seeds=seeds, out=Path(args.out), config=config,
+                 metrics=build_metrics(folders, device), provenance=record, save_videos=args.save_videos)
+    run_study(work, state, progress=not args.no_progress)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one ``error: ...`` line (exit 2) instead of usage + message."""
 
@@ -180,7 +237,33 @@ def main(argv=None) -> int:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
     p.add_argument("--out", default="select", help="name prefix of the figures written to figures/")
     p.set_defaults(func=select)
+    p = sub.add_parser("study", help="scores and video metrics for every (prompt, seed): notebook 05's study on "
+                                     "any supported pipeline, on one process or many (torchrun, accelerate launch)")
+    p.add_argument("--model", required=True,
+                   help="'toy' (the shipped toy model) or a local diffusers checkpoint folder")
+    p.add_argument("--prompts", required=True, help="a text file, one prompt a line (VBench's prompts/*.txt work)")
+    p.add_argument("--seeds", required=True, type=_positive_int("--seeds"), help="N: seeds 0..N-1 per prompt")
+    p.add_argument("--out", required=True, help="the study folder (resumed if it holds the same study)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated, of toybench, clip, subject_consistency, temporal_flickering "
+                        "(default: toybench on a toy model, temporal_flickering otherwise)")
+    p.add_argument("--metric-models", default=None,
+                   help="folder with clip/ and dino/ (models saved with save_pretrained)")
+    p.add_argument("--config", default=None, help="an AnseConfig JSON file (depth, K, p, ...), or a folder with one")
+    p.add_argument("--layers", type=_layers, default=None,
+                   help="depth d, comma-separated layer indices, or 'all' (default: --config's, else the model "
+                        "folder's calibrated d*, else all layers)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device (default cpu; with several processes each takes its own GPU)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="the pipeline's dtype (default float32)")
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
+                   help="candidates per scoring pass (memory only, never changes a score)")
+    p.add_argument("--save-videos", action="store_true", help="write DIR/videos/{prompt}-{seed}.mp4 (VBench's naming)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=study, candidates=None, k=None, drop_prob=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:

@@ -13,6 +13,7 @@ LAYERS = [
     ("foundations", {"provenance", "kernel", "config", "sweeps", "viz", "tiny_pipelines"}),
     ("method and toy world", {"bansa", "probe", "select", "calibrate", "toyworld"}),
     ("readers of the method", {"rowstats", "capture"}),
+    ("the study command", {"metrics", "study"}),
     ("studies", {"studies"}),
     ("widgets", {"widgets"}),
     ("command line", {"demo", "__main__"}),
