@@ -61,6 +61,11 @@ def _load(model: str | None, device: str = "cpu", dtype: str = "float32", toy_on
     if toy_only and not is_toy:
         raise ValueError(f"--model {model!r} is not a toy model folder (the demo scores videos with ToyBench, "
                          "which only reads toy-world prompts); use select for other checkpoints")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # loading bars: the commands print one line per step instead
+    transformers_logging.disable_progress_bar()
     if is_toy:
         pipe = load_toy_pipeline(folder)
     else:
@@ -170,14 +175,20 @@ def study(args) -> int:
     if toy:
         for p in prompts:
             parse_prompt(p)  # an unknown word is an error before any work
+    pipe_kwargs = {k: v for k, v in dict(num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                         height=args.height, width=args.width, num_frames=args.num_frames).items()
+                   if v is not None}
+    if toy and set(pipe_kwargs) - {"num_inference_steps", "guidance_scale"}:
+        raise ValueError("--height, --width and --num-frames: the toy model makes 8 frames of 16 x 16 only")
     config = _config(args, pipe)
     seeds = list(range(args.seeds))
     model_dir = DEFAULT_MODEL_DIR if args.model == "toy" else Path(args.model)
     command = shlex.join(["python", "-m", "anse_lib", *args.argv])
-    record = provenance(pipe, model_dir, prompts, seeds, config, names, command)
+    record = provenance(pipe, model_dir, prompts, seeds, config, names, command, pipe_kwargs)
     pipe.set_progress_bar_config(disable=True)
     work = Study(pipe=pipe, prompts=prompts, seeds=seeds, out=Path(args.out), config=config,
-                 metrics=build_metrics(folders, device), provenance=record, save_videos=args.save_videos)
+                 metrics=build_metrics(folders, device), provenance=record, save_videos=args.save_videos,
+                 pipe_kwargs=pipe_kwargs)
     run_study(work, state, progress=not args.no_progress)
     return 0
 
@@ -259,6 +270,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
                    help="candidates per scoring pass (memory only, never changes a score)")
     p.add_argument("--save-videos", action="store_true", help="write DIR/videos/{prompt}-{seed}.mp4 (VBench's naming)")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=None,
+                   help="denoising steps (default: the pipeline's)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    for flag in ("--height", "--width", "--num-frames"):
+        p.add_argument(flag, type=_positive_int(flag), default=None, help="the video's size (default: the pipeline's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=study, candidates=None, k=None, drop_prob=None)
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -318,7 +318,10 @@ def run_probe(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, ca
     try:
         with probe:
             try:
-                pipe(prompt=prompt, num_videos_per_prompt=1 if given else b, generator=generators, **call_kwargs)
+                # one prompt per candidate: CogVideoXPipeline ignores num_videos_per_prompt (it sets 1)
+                prompts = [prompt] * b if isinstance(prompt, str) and not given else prompt
+                pipe(prompt=prompts, num_videos_per_prompt=1 if given or prompts is not prompt else b,
+                     generator=generators, **call_kwargs)
                 raise RuntimeError(f"the pipeline finished without reaching the last scored layer "
                                    f"(score_step={score_step})")
             except StopForward:

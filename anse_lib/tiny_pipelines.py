@@ -177,3 +177,32 @@ PIPELINES = {
     "animatediff": tiny_animatediff_pipeline,
     "hunyuan": tiny_hunyuan_video_pipeline,
 }
+
+
+def tiny_text_encoder(words: list[str], d_model: int = 32, seed: int = 0):
+    """A random one-layer ``T5EncoderModel`` and a word-level fast tokenizer for ``words`` (no files, no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(sorted(set(words)))}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(seed)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=64, num_layers=1,
+                                      num_heads=2)).eval()
+    return tokenizer, encoder
+
+
+def save_tiny_cogvideox(folder, words: list[str], seed: int = 0) -> dict:
+    """Save a tiny random CogVideoX pipeline with a text encoder and a VAE to ``folder`` (a real
+    checkpoint's layout: ``DiffusionPipeline.from_pretrained(folder)`` loads it); returns the pipeline
+    arguments that keep it small (32 x 32, 9 frames, 2 steps)."""
+    from diffusers import CogVideoXPipeline
+
+    pipe, kwargs = tiny_cogvideox_pipeline(seed=seed, text_len=226, vae=True)  # 226: the pipeline's default length
+    tokenizer, encoder = tiny_text_encoder(words, seed=seed)
+    full = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=pipe.vae, transformer=pipe.transformer,
+                             scheduler=pipe.scheduler)
+    full.save_pretrained(folder)
+    return {k: kwargs[k] for k in ("height", "width", "num_frames", "num_inference_steps")}
