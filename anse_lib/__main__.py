@@ -166,9 +166,6 @@ def study(args) -> int:
     pipe = _load(None if args.model == "toy" else args.model, device, args.dtype)
     model = denoiser(pipe)
     model_family(model)  # raises for a denoiser the probe does not support
-    if hasattr(model, "_orig_mod"):
-        raise ValueError("the pipeline's denoiser is torch.compile'd; the probe cannot see inside a compiled "
-                         "graph: score the uncompiled module (compile after selection)")
     toy = isinstance(pipe, ToyVideoPipeline)
     names = names or (["toybench"] if toy else ["temporal_flickering"])
     folders = check_metrics(names, args.metric_models, toy)

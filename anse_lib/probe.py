@@ -102,6 +102,37 @@ def attention_layers(model: torch.nn.Module, attention: str | None = None) -> li
 _STAGE = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2, "transformer_blocks": 0, "single_transformer_blocks": 1}
 
 
+#: diffusers attention backends that compute through torch's scaled_dot_product_attention, which the probe reads
+VISIBLE_BACKENDS = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math")
+
+
+def check_visible_attention(model: torch.nn.Module, modules: list[torch.nn.Module]) -> None:
+    """Raise if the probe cannot see these attention modules' scores: a ``torch.compile``'d model, an
+    attention backend other than PyTorch's scaled-dot-product attention (``set_attention_backend``,
+    per processor or active globally), or xformers processors. Names what to switch back to."""
+    if hasattr(model, "_orig_mod"):
+        raise ValueError("the denoiser is torch.compile'd; the probe cannot see inside a compiled graph: "
+                         "score the uncompiled module (compile after selection)")
+    fix = "call model.reset_attention_backend() (or set_attention_backend('native')) for scoring"
+    try:
+        from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+        active = str(getattr(_AttentionBackendRegistry.get_active_backend()[0], "value",
+                             _AttentionBackendRegistry.get_active_backend()[0]))
+    except Exception:  # noqa: BLE001 -- another diffusers version: no global backend to check
+        active = "native"
+    for module in modules:
+        processor = module.processor
+        if "xformers" in type(processor).__name__.lower():
+            raise ValueError(f"{type(processor).__name__} computes attention in xformers, which the probe cannot "
+                             "see; call pipe.disable_xformers_memory_efficient_attention() before scoring")
+        backend = getattr(processor, "_attention_backend", None)
+        backend = active if backend is None else str(getattr(backend, "value", backend))
+        if backend not in VISIBLE_BACKENDS:
+            raise ValueError(f"attention backend {backend!r} does not go through torch's scaled_dot_product_attention, "
+                             f"which the probe reads (visible: {', '.join(VISIBLE_BACKENDS)}); {fix}")
+
+
 def _forward_order(name: str) -> tuple:
     """Sort key putting stages in forward order (UNet: down, mid, up; HunyuanVideo: dual-stream
     ``transformer_blocks`` before ``single_transformer_blocks``), indices numerically.
@@ -259,6 +290,7 @@ class AttentionProbe:
 
     # --- install / restore -------------------------------------------------------------
     def __enter__(self) -> "AttentionProbe":
+        check_visible_attention(self.model, [module for _, _, module in self.modules])
         self._call = -1
         self.records, self.call_batch_sizes = [], []
         try:

@@ -422,3 +422,34 @@ def test_unsupported_model_lists_supported():
         AttentionProbe(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="attention='joint' is not available for WanTransformer3DModel"):
         AttentionProbe(T.tiny_wan_pipeline()[0].transformer, attention="joint")
+
+
+def test_probe_refuses_attention_it_cannot_see():
+    """A backend other than torch's SDPA, set per processor or globally, is an error naming the fix."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    model = pipe.transformer
+    processor = model.transformer_blocks[0].attn1.processor
+    processor._attention_backend = "flash"
+    with pytest.raises(ValueError, match="attention backend 'flash'.*reset_attention_backend"):
+        select_noise(pipe, None, AnseConfig(num_candidates=2), seeds=[0, 1], **kw)
+    processor._attention_backend = "_native_math"  # still torch's SDPA: scored as usual
+    assert len(select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw).scores) == 2
+    processor._attention_backend = None
+    before = _AttentionBackendRegistry._active_backend
+    _AttentionBackendRegistry.set_active_backend("sage")
+    try:
+        with pytest.raises(ValueError, match="'sage'"):
+            select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw)
+    finally:
+        _AttentionBackendRegistry.set_active_backend(before)
+
+
+def test_probe_tolerates_model_cpu_offload():
+    """Accelerate's offload hooks (enable_model_cpu_offload, here with the CPU as the 'accelerator') change no score."""
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    before = select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw).scores.bansa.to_numpy()
+    pipe.enable_model_cpu_offload(device="cpu")
+    after = select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw).scores.bansa.to_numpy()
+    np.testing.assert_array_equal(before, after)
