@@ -8,7 +8,9 @@ cached tables in ``data/sweeps/``, each tied to that model's hash:
 
 1. ``NAME_depth_MODEL``: every layer's first-step BANSA (K = 10, p = 0.2) on the first 100
    training-split prompts x seeds 0-9, label-free; the paper's rule (pooled r >= 0.7) gives the
-   model's d* (:func:`anse_lib.calibrate.calibration_from_scores`).
+   model's d* (:func:`anse_lib.calibrate.calibration_from_scores`). The twin's is saved with it
+   as ``data/toy_model_sd_schedule/anse_config.json`` (the shipped model's comes from
+   ``toy_depth_calibration.py``, on held-out prompts; both rules give d* = 3 there).
 2. ``NAME_eval_MODEL``: the 64 fresh held-out prompts (:func:`fresh_heldout_prompts`) x seeds 0-9.
 3. ``NAME_train_MODEL``: 128 training-split prompts (:func:`training_prompts`) x seeds 0-15,
    the only rows a learned predictor is fitted on.
@@ -42,6 +44,7 @@ from toy_model_quality import heldout_prompts
 from anse_lib import AnseConfig, BansaConfig, sweeps
 from anse_lib.calibrate import calibration_from_scores
 from anse_lib.capture import capture_attention
+from anse_lib.provenance import model_hash
 from anse_lib.select import select_noise
 from anse_lib.studies.selectors import initial_noise
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline, toybench
@@ -133,6 +136,17 @@ def depth_chunk(pipe, seeds: list[int]):
     return work
 
 
+def save_depth(folder, cal, table, command) -> None:
+    """The twin's d* with the model (``anse_config.json``), as ``toy_depth_calibration`` does for the
+    shipped model: ``demo --model``, ``select`` and ``study`` then score layers 1..d* on it."""
+    hit = cal.curve[cal.curve.r_pooled >= TAU].iloc[0]
+    source = (f"the calibrated d* (pooled r = {hit.r_pooled:.2f} >= {TAU} over {table.prompt_index.nunique()} "
+              f"training-split prompts x {table.seed.nunique()} seeds; benchmarks/first_step_study.py)")
+    path = AnseConfig(depth=cal.d_star, bansa=BansaConfig(num_masks=K, drop_prob=DROP_PROB)).save_pretrained(
+        folder, source=source, model_hash=model_hash(folder), command=command)
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="shipped,twin", help=f"comma-separated, of {sorted(MODELS)}")
@@ -165,6 +179,8 @@ def main(argv=None):
                 cal = calibration_from_scores(table, TAU)
                 print(cal.curve.round(3).to_string(index=False))
                 print(f"{model}: d* = {cal.d_star} (pooled r >= {TAU})")
+                if model == "twin" and args.name == "first_step" and args.prompts is None and args.seeds is None:
+                    save_depth(MODELS[model], cal, table, command)
 
 
 if __name__ == "__main__":
