@@ -68,3 +68,12 @@ def test_holm_and_bootstrap_p():
 def test_spread_terms_are_the_difference():
     t = pd.DataFrame({"h_bansa_00_1": [0.2], "h_kept_mass_term_00_1": [0.25]})
     assert C.with_spread_terms(t)["h_spread_term_00_1"].iloc[0] == pytest.approx(0.05)
+
+
+def test_median_pick_and_ranks():
+    t = pd.DataFrame({"prompt_index": [0] * 4, "s": [0.1, 0.4, 0.2, 0.3], "y": [0.0, 0.0, 1.0, 3.0]})
+    # median 0.25: 0.2 and 0.3 tie in distance, the lower score (0.2, y = 1) wins; mean y = 1
+    assert C.median_pick_gain(t, t.s, "y").iloc[0] == pytest.approx(0.0)
+    ranks = C.by_rank(t, t.s, "y")
+    assert ranks.to_dict() == {1: -1.0, 2: 0.0, 3: 2.0, 4: -1.0}
+    assert C.anse_score(pd.DataFrame({"layer_00": [1.0], "layer_01": [3.0], "layer_02": [9.0]}), 2).iloc[0] == 2.0

@@ -160,3 +160,42 @@ def holm(pvalues) -> np.ndarray:
         running = max(running, (len(p) - rank) * p[i])
         adjusted[i] = min(1.0, running)
     return adjusted
+
+
+def anse_score(table: pd.DataFrame, depth: int) -> pd.Series:
+    """ANSE's score: the mean first-step BANSA of layers 1..``depth`` (``layer_00`` ...), lowest wins."""
+    return table[[f"layer_{i:02d}" for i in range(depth)]].mean(axis=1)
+
+
+def median_pick_gain(table: pd.DataFrame, score, target: str, key: str = "prompt_index") -> pd.Series:
+    """Per prompt: ``target`` of the seed whose ``score`` is closest to the prompt's median score
+    (ties: the lower score), minus the prompt's mean ``target``."""
+    s = pd.Series(np.asarray(score, float), index=table.index)
+    out = {}
+    for prompt, g in table.groupby(key, sort=True):
+        v = s.loc[g.index]
+        dist = (v - v.median()).abs()
+        best = pd.DataFrame({"d": dist, "v": v}).sort_values(["d", "v"], kind="stable").index[0]
+        out[prompt] = g.at[best, target] - g[target].mean()
+    return pd.Series(out)
+
+
+def by_rank(table: pd.DataFrame, score, target: str, key: str = "prompt_index") -> pd.Series:
+    """Mean ``target`` (centred within prompt) by the seed's within-prompt rank of ``score`` (1: lowest)."""
+    s = pd.Series(np.asarray(score, float), index=table.index)
+    rank = s.groupby(table[key]).rank(method="first").astype(int)
+    centred = table[target] - table.groupby(key)[target].transform("mean")
+    return centred.groupby(rank).mean().rename_axis("rank")
+
+
+def selector_differences(train: pd.DataFrame, test: pd.DataFrame, depth: int, target: str,
+                         feature_sets: dict[str, list[str]]) -> tuple[dict[str, pd.Series], dict[str, Ridge]]:
+    """Per prompt of ``test``, each selector's pick minus random on ``target``: ANSE (layers 1..``depth``),
+    a ridge per feature set (fitted on ``train`` only), and the oracle. Returns the differences and the fits."""
+    diffs = {"ANSE": pick_gain(test, anse_score(test, depth), target, keep="min")}
+    fits = {}
+    for name, cols in feature_sets.items():
+        fits[name] = fit_ridge(train, cols, target)
+        diffs[name] = pick_gain(test, fits[name].predict(test), target)
+    diffs["oracle"] = pick_gain(test, target, target)
+    return diffs, fits
