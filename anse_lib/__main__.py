@@ -77,7 +77,8 @@ def _load(model: str | None, device: str = "cpu", dtype: str = "float32", toy_on
             raise ValueError(f"--model {model!r} is not a diffusers pipeline folder this version loads "
                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
         pipe.set_progress_bar_config(disable=True)
-    model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    model = getattr(pipe, "transformer", None)
+    model = getattr(pipe, "unet", None) if model is None else model
     if device != "cpu" or (model is not None and model.dtype != torch_dtype):  # cast only when asked to
         pipe = pipe.to(device=device, dtype=torch_dtype)
     return pipe
@@ -157,6 +158,10 @@ def study(args) -> int:
     if args.metric_models is not None and not Path(args.metric_models).is_dir():
         raise ValueError(f"--metric-models {args.metric_models!r} is not a folder")
     if args.save_videos:
+        twice = sorted({p for p in prompts if prompts.count(p) > 1})
+        if twice:
+            raise ValueError(f"--save-videos names files by prompt (VBench's naming); prompt {twice[0][:60]!r} "
+                             "is in the prompts file more than once")
         bad = [p for p in prompts if "/" in p or len(p.encode()) > 240]
         if bad:
             raise ValueError(f"--save-videos names files by prompt (VBench's naming); prompt {bad[0][:60]!r} "
@@ -178,10 +183,14 @@ def study(args) -> int:
     if toy and set(pipe_kwargs) - {"num_inference_steps", "guidance_scale"}:
         raise ValueError("--height, --width and --num-frames: the toy model makes 8 frames of 16 x 16 only")
     config = _config(args, pipe)
+    if config.rows != "all":
+        raise ValueError(f"the study scores every query row (its baselines read all rows); the config's "
+                         f"rows={config.rows!r} is not supported here: use rows='all'")
     seeds = list(range(args.seeds))
     model_dir = DEFAULT_MODEL_DIR if args.model == "toy" else Path(args.model)
     command = shlex.join(["python", "-m", "anse_lib", *args.argv])
-    record = provenance(pipe, model_dir, prompts, seeds, config, names, command, pipe_kwargs)
+    record = provenance(pipe, model_dir, prompts, seeds, config, names, command, pipe_kwargs,
+                        dtype=args.dtype, save_videos=args.save_videos)
     pipe.set_progress_bar_config(disable=True)
     work = Study(pipe=pipe, prompts=prompts, seeds=seeds, out=Path(args.out), config=config,
                  metrics=build_metrics(folders, device), provenance=record, save_videos=args.save_videos,
@@ -264,8 +273,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu",
                    help="torch device (default cpu; with several processes each takes its own GPU)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="the pipeline's dtype (default float32)")
-    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
-                   help="candidates per scoring pass (memory only, never changes a score)")
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=2,
+                   help="candidates per scoring pass (default 2; memory only, never changes a score)")
     p.add_argument("--save-videos", action="store_true", help="write DIR/videos/{prompt}-{seed}.mp4 (VBench's naming)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None,
                    help="denoising steps (default: the pipeline's)")

@@ -13,6 +13,11 @@ video pipeline returns for ``output_type="np"``) and its prompt, and returns nam
 - ``temporal_flickering``: VBench's weight-free definition, ``(255 - MAE) / 255`` with MAE the mean
   absolute difference of consecutive 8-bit frames (VBench scores it on static-scene prompts).
 
+The numbers follow the definitions, not VBench's pipeline bit for bit: VBench reads the
+H.264-decoded mp4 (compression smooths frame-to-frame noise), and its DINO is torch.hub's, whose
+position-embedding interpolation for non-square frames differs from ``transformers``'. CLIPScore's
+"A photo depicts" text prefix is not added (the prompt is used as it is).
+
 Weights come from one local folder (``--metric-models DIR``): ``DIR/clip`` (a ``CLIPModel`` with its
 tokenizer, and optionally its ``preprocessor_config.json``) and ``DIR/dino`` (a ``ViTModel``, e.g.
 ``facebook/dino-vitb16`` saved with ``save_pretrained``). Nothing is downloaded.
@@ -39,12 +44,17 @@ def _tensor(frames) -> torch.Tensor:
     return v.permute(0, 3, 1, 2)
 
 
-def _resize_crop(x: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
-    """Resize the shorter side to ``size`` (bicubic), then centre-crop to ``size`` x ``size`` if ``crop``."""
+def _resize_crop(x: torch.Tensor, size: int, crop: bool, mode: str = "bicubic", antialias: bool = True
+                 ) -> torch.Tensor:
+    """Resize the shorter side to ``size``, then centre-crop to ``size`` x ``size`` if ``crop``.
+
+    CLIP's image processor: bicubic with antialiasing (PIL's resize), then the crop. VBench's
+    ``dino_transform``: bilinear on tensors without antialiasing, no crop.
+    """
     h, w = x.shape[-2:]
     scale = size / min(h, w)
-    x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bicubic",
-                      align_corners=False).clamp(0, 1)
+    x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode=mode,
+                      align_corners=False, antialias=antialias).clamp(0, 1)
     if crop:
         top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
         x = x[..., top : top + size, left : left + size]
@@ -161,8 +171,11 @@ class SubjectConsistency(VideoMetric):
 
     @torch.no_grad()
     def features(self, frames) -> torch.Tensor:
-        # VBench's dino_transform: resize the shorter side to 224 (here: the model's image size), no crop
-        pixels = _normalise(_resize_crop(_tensor(frames), self.size, crop=self.kind == "clip"), self.mean_std)
+        # CLIP: its processor's resize and crop; DINO: as VBench's dino_transform (the shorter side to the model's
+        # image size, 224 for ViT-B/16, bilinear, no antialiasing, no crop), on frames not passed through mp4
+        clip = self.kind == "clip"
+        pixels = _normalise(_resize_crop(_tensor(frames), self.size, crop=clip, mode="bicubic" if clip else "bilinear",
+                                         antialias=clip), self.mean_std)
         pixels = pixels.to(self.device)
         if self.kind == "clip":
             return _features(self.model.get_image_features(pixel_values=pixels))

@@ -79,6 +79,8 @@ ROW_CHOICES = ("all", "video", "text")
 
 def model_family(model: torch.nn.Module) -> ModelFamily:
     name = type(model).__name__
+    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+        check_not_compiled(model)
     if name not in FAMILIES:
         raise ValueError(f"unsupported model {name}; supported: {', '.join(FAMILIES)}")
     return FAMILIES[name]
@@ -110,9 +112,7 @@ def check_visible_attention(model: torch.nn.Module, modules: list[torch.nn.Modul
     """Raise if the probe cannot see these attention modules' scores: a ``torch.compile``'d model, an
     attention backend other than PyTorch's scaled-dot-product attention (``set_attention_backend``,
     per processor or active globally), or xformers processors. Names what to switch back to."""
-    if hasattr(model, "_orig_mod"):
-        raise ValueError("the denoiser is torch.compile'd; the probe cannot see inside a compiled graph: "
-                         "score the uncompiled module (compile after selection)")
+    check_not_compiled(model)
     fix = "call model.reset_attention_backend() (or set_attention_backend('native')) for scoring"
     try:
         from diffusers.models.attention_dispatch import _AttentionBackendRegistry
@@ -126,11 +126,32 @@ def check_visible_attention(model: torch.nn.Module, modules: list[torch.nn.Modul
         if "xformers" in type(processor).__name__.lower():
             raise ValueError(f"{type(processor).__name__} computes attention in xformers, which the probe cannot "
                              "see; call pipe.disable_xformers_memory_efficient_attention() before scoring")
+        if not _dispatches(type(processor)):
+            continue  # calls torch's SDPA itself: no backend setting applies to it
         backend = getattr(processor, "_attention_backend", None)
         backend = active if backend is None else str(getattr(backend, "value", backend))
         if backend not in VISIBLE_BACKENDS:
             raise ValueError(f"attention backend {backend!r} does not go through torch's scaled_dot_product_attention, "
                              f"which the probe reads (visible: {', '.join(VISIBLE_BACKENDS)}); {fix}")
+
+
+def check_not_compiled(model: torch.nn.Module) -> None:
+    """Raise if ``model`` (or a block of it) is ``torch.compile``'d: the probe cannot see inside a compiled graph."""
+    compiled = hasattr(model, "_orig_mod") or any(getattr(m, "_compiled_call_impl", None) is not None
+                                                  for m in model.modules())
+    if compiled:
+        raise ValueError("the denoiser (or a block of it) is torch.compile'd; the probe cannot see inside a compiled "
+                         "graph: score the uncompiled module (compile after selection)")
+
+
+@functools.lru_cache(maxsize=None)
+def _dispatches(processor_cls: type) -> bool:
+    """Whether a processor computes attention through diffusers' backend dispatcher (which
+    ``set_attention_backend`` can switch away from torch's SDPA) rather than calling SDPA itself."""
+    try:
+        return "dispatch_attention_fn" in inspect.getsource(processor_cls.__call__)
+    except (OSError, TypeError):
+        return True  # no source to read: assume the dispatcher, and check the backend
 
 
 def _forward_order(name: str) -> tuple:
@@ -254,6 +275,7 @@ class AttentionProbe:
         check_drop_prob(drop_prob)
         if row_sample is not None:
             check_row_sample(row_sample)
+        check_not_compiled(model)
         self.model = model
         self.family = model_family(model)
         all_layers = attention_layers(model, attention)
@@ -355,10 +377,11 @@ class AttentionProbe:
         finally:
             F.scaled_dot_product_attention = real_sdpa
         if sub == 0:
-            raise RuntimeError(
+            raise ValueError(
                 f"the probe saw no scaled_dot_product_attention call in {wrapper.name} "
                 f"({type(wrapper.original).__name__}); only processors that use PyTorch SDPA "
-                "(diffusers' default 'native' attention backend) can be probed"
+                "(diffusers' default 'native' attention backend) can be probed: call "
+                "model.reset_attention_backend() (or set_attention_backend('native')) for scoring"
             )
         if self.stop_at is not None and (self._call, wrapper.layer) == tuple(self.stop_at):
             raise StopForward(f"stopped after call {self._call}, layer {wrapper.layer}")

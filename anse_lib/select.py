@@ -43,7 +43,8 @@ _MOVED = {
 
 def denoiser(pipe) -> torch.nn.Module:
     """The pipeline's denoising network (``transformer`` or ``unet``)."""
-    model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    model = getattr(pipe, "transformer", None)
+    model = getattr(pipe, "unet", None) if model is None else model  # no `or`: a compiled module has no truth value
     if model is None:
         raise ValueError(f"{type(pipe).__name__} has neither a transformer nor a unet to probe")
     return model

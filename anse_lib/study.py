@@ -10,14 +10,18 @@ noise the scores were computed on.
 Layout of ``--out DIR``:
 
 - ``study.json``: provenance (command, model folder and hash, pipeline class, package versions,
-  the config, the prompts' SHA-256, seeds, metrics), written before any work; a run whose
-  model, config, prompts, seeds or metrics differ refuses to use the folder;
+  the config, dtype, the prompts' SHA-256, seeds, metrics), written before any work, with one
+  line per run in ``runs``; a run whose model, score config, dtype, prompts, seeds, metrics,
+  ``--save-videos`` or package versions differ refuses to use the folder (the batch size, a memory
+  knob, may change);
 - ``shards/prompt-NNNNN.csv`` and ``.json``: one prompt's rows, written atomically by the rank
   that did it, with the study's key; an interrupted run resumes at the first missing shard;
 - ``study.csv``: every shard merged by the main rank once all are complete, sorted by
   (``prompt_index``, ``seed``), and recorded in ``study.json`` (``complete``, ``table_sha256``);
 - ``videos/{prompt}-{seed}.mp4`` with ``--save-videos``: VBench's naming, so ``vbench evaluate
-  --videos_path DIR/videos`` scores the same videos.
+  --videos_path DIR/videos`` can score them (its standard mode reads samples 0-4, i.e. seeds 0-4;
+  its custom-input mode every file). The study's own metrics are computed on the frames before
+  H.264 encoding, VBench's on the decoded file, so the two differ a little.
 
 Many processes: work is split by prompt with Accelerate's ``PartialState().split_between_processes``
 (``accelerate launch -m anse_lib study ...`` on GPUs; ``torchrun --nproc_per_node 2 -m anse_lib study``
@@ -28,7 +32,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +49,12 @@ from .rowstats import row_statistics
 from .select import _check_score_step, _resolve_layers, _scoring_call, denoiser, run_probe, select_noise
 
 #: provenance fields that must agree for two runs to share a folder
-KEY_FIELDS = ("model_hash", "pipeline", "config", "prompts_sha256", "seeds", "metrics", "pipeline_kwargs")
+KEY_FIELDS = ("model_hash", "pipeline", "score_config", "prompts_sha256", "seeds", "metrics", "pipeline_kwargs",
+              "dtype", "save_videos", "versions")
+#: AnseConfig fields that change memory, never a score: a resume may change them
+MEMORY_ONLY = ("batch_size", "block_rows")
+#: weight files fingerprinted for a checkpoint without a manifest
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 #: query rows per layer the baselines read at most (an evenly spaced sample beyond that)
 BASELINE_ROWS = 2048
 
@@ -59,18 +70,28 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def model_identity(folder: str | Path) -> str:
-    """The model's hash: its manifest's (toy models), else the SHA-256 of the folder's config JSON files
-    (``model_index.json`` and every ``*/config.json``, ``scheduler/*.json``; weights are not read)."""
+def model_identity(folder: str | Path, edge_bytes: int = 1 << 20) -> str:
+    """The model's hash: its manifest's (toy models), else a fingerprint of the folder: every JSON
+    file (``model_index.json``, the components' configs) in full, and every weight file by its size
+    and the SHA-256 of its first and last ``edge_bytes`` (a full hash of tens of GB would take minutes;
+    two fine-tunes of one architecture differ in their weights' bytes, which the edges sample)."""
     from .provenance import model_hash
 
     folder = Path(folder)
     if (folder / "MANIFEST.json").is_file():
         return model_hash(folder)
     h = hashlib.sha256()
-    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*/*.json")):
-        h.update(str(path.relative_to(folder)).encode())
-        h.update(path.read_bytes())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(folder))
+        if path.suffix == ".json":
+            h.update(rel.encode() + path.read_bytes())
+        elif path.suffix in WEIGHT_SUFFIXES:
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                head = f.read(edge_bytes)
+                f.seek(max(0, size - edge_bytes))
+                tail = f.read(edge_bytes)
+            h.update(f"{rel}:{size}".encode() + hashlib.sha256(head + tail).digest())
     return h.hexdigest()
 
 
@@ -103,17 +124,25 @@ class Study:
 
 
 def provenance(pipe, model_dir: str | Path, prompts: list[str], seeds: list[int], config: AnseConfig,
-               metrics: list[str], command: str, pipe_kwargs: dict | None = None) -> dict:
-    """The study's provenance record (``study.json`` before the table exists)."""
+               metrics: list[str], command: str, pipe_kwargs: dict | None = None, dtype: str = "float32",
+               save_videos: bool = False) -> dict:
+    """The study's provenance record (``study.json`` before the table exists).
+
+    ``score_config`` is the config without its memory-only fields (:data:`MEMORY_ONLY`), which a
+    resumed run may change; ``config`` is the whole config of the run that made the folder.
+    """
     import diffusers
     import transformers
 
     from . import __version__
 
+    full = config.to_dict()
     return {"command": command, "model_dir": str(model_dir), "model_hash": model_identity(model_dir),
-            "pipeline": type(pipe).__name__, "config": config.to_dict(),
+            "pipeline": type(pipe).__name__, "config": full,
+            "score_config": {k: v for k, v in full.items() if k not in MEMORY_ONLY},
             "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "prompts": len(prompts),
             "seeds": list(seeds), "metrics": list(metrics), "pipeline_kwargs": dict(pipe_kwargs or {}),
+            "dtype": dtype, "save_videos": bool(save_videos),
             "versions": {"anse_lib": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
                          "transformers": transformers.__version__, "python": platform.python_version()},
             "complete": False}
@@ -124,6 +153,8 @@ def check_folder(out: Path, key: dict, key_sha: str) -> str:
     meta_path = out / "study.json"
     if not out.exists():
         return "new"
+    if not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder")
     if not meta_path.is_file():
         if any(out.iterdir()):
             raise ValueError(f"--out {str(out)!r} exists and is not a study folder (no study.json); give a new folder")
@@ -151,7 +182,7 @@ def first_step_baselines(pipe, prompt: str, seeds: list[int], config: AnseConfig
     b = config.bansa
     probe_kwargs = dict(attention=config.attention, rows=config.rows, k=b.num_masks, drop_prob=b.drop_prob,
                         mask_seed=b.mask_seed, keep_inputs=True)
-    size = config.batch_size or len(seeds)
+    size = config.batch_size or 2  # the kept queries and keys of every scored layer: keep the batch small
     rows = []
     for start in range(0, len(seeds), size):
         batch = seeds[start : start + size]
@@ -217,7 +248,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 8) -> None:
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")  # per process: ranks never share one
     uint8 = (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
     with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
                             ffmpeg_log_level="error") as writer:
@@ -259,13 +290,28 @@ def merge(study: Study) -> pd.DataFrame:
     buf = io.StringIO()
     table.to_csv(buf, index=False, float_format="%.9g")
     atomic_write_bytes(study.out / "study.csv", buf.getvalue().encode())
-    meta = dict(study.provenance, key_sha256=study.key_sha, complete=True, rows=len(table),
-                table_sha256=sha256_file(study.out / "study.csv"))
+    meta = json.loads((study.out / "study.json").read_text())  # the record of the run that made the folder
+    meta.update(complete=True, rows=len(table), table_sha256=sha256_file(study.out / "study.csv"))
     atomic_write_text(study.out / "study.json", json.dumps(meta, indent=1, default=str) + "\n")
     return table
 
 
-def run_study(study: Study, state=None, progress: bool = True, out=print) -> pd.DataFrame | None:
+def _record_run(study: Study, status: str, processes: int) -> None:
+    """``study.json``: the provenance of the run that made the folder, and one line per run after it."""
+    path = study.out / "study.json"
+    run = {"command": study.provenance["command"], "config": study.provenance["config"], "processes": processes,
+           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if status == "new":
+        study.out.mkdir(parents=True, exist_ok=True)
+        meta = dict(study.provenance, key_sha256=study.key_sha, runs=[run])
+    else:
+        meta = json.loads(path.read_text())
+        meta["runs"] = [*meta.get("runs", []), run]
+    atomic_write_text(path, json.dumps(meta, indent=1, default=str) + "\n")
+
+
+def run_study(study: Study, state=None, progress: bool = True, out=print,
+              poll_seconds: float = 2.0) -> pd.DataFrame | None:
     """Run (or resume) a study; returns the merged table on the main process, ``None`` on the others.
 
     Args:
@@ -273,6 +319,8 @@ def run_study(study: Study, state=None, progress: bool = True, out=print) -> pd.
         state: an Accelerate ``PartialState`` (default: a new one; one process unless launched
             by ``accelerate launch`` or ``torchrun``).
         progress: a progress bar per rank.
+        poll_seconds: how often the main process looks for the other ranks' shards once its own
+            are done (it merges when every shard is there; the others exit after their work).
 
     Examples:
         >>> # python -m anse_lib study --model toy --prompts prompts.txt --seeds 10 --out runs/study
@@ -289,10 +337,8 @@ def run_study(study: Study, state=None, progress: bool = True, out=print) -> pd.
             out(f"{study.out}/study.csv is complete ({study.provenance['prompts']} prompts); nothing to do")
             return pd.read_csv(study.out / "study.csv")
         return None
-    if state.is_main_process and status == "new":
-        study.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(study.out / "study.json", json.dumps(dict(study.provenance, key_sha256=study.key_sha),
-                                                               indent=1, default=str) + "\n")
+    if state.is_main_process:
+        _record_run(study, status, state.num_processes)
     todo = [i for i in range(len(study.prompts)) if not shard_done(study, i)]
     state.wait_for_everyone()
     with state.split_between_processes(todo) as mine:
@@ -300,9 +346,10 @@ def run_study(study: Study, state=None, progress: bool = True, out=print) -> pd.
                    unit="prompt")
         for i in bar:
             write_shard(study, i, prompt_rows(study, i), state.process_index)
-    state.wait_for_everyone()
     if not state.is_main_process:
-        return None
+        return None  # no barrier at the end: a rank with one prompt more must not time out the others
+    while not all(shard_done(study, i) for i in range(len(study.prompts))):
+        time.sleep(poll_seconds)
     table = merge(study)
     out(f"wrote {study.out / 'study.csv'}: {len(table)} rows ({len(study.prompts)} prompts x {len(study.seeds)} seeds)")
     return table

@@ -425,12 +425,20 @@ def test_unsupported_model_lists_supported():
 
 
 def test_probe_refuses_attention_it_cannot_see():
-    """A backend other than torch's SDPA, set per processor or globally, is an error naming the fix."""
+    """A backend other than torch's SDPA, set per processor or globally, is an error naming the fix
+    (Wan's processor goes through diffusers' dispatcher; CogVideoX's calls SDPA itself and is unaffected)."""
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
-    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    from anse_lib.probe import _dispatches
+
+    cog, cog_kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    assert not _dispatches(type(cog.transformer.transformer_blocks[0].attn1.processor))
+    cog.transformer.transformer_blocks[0].attn1.processor._attention_backend = "flash"  # has no effect on it
+    assert len(select_noise(cog, None, AnseConfig(), seeds=[0, 1], **cog_kw).scores) == 2
+    pipe, kw = T.tiny_wan_pipeline()
     model = pipe.transformer
-    processor = model.transformer_blocks[0].attn1.processor
+    processor = model.blocks[0].attn1.processor
+    assert _dispatches(type(processor))
     processor._attention_backend = "flash"
     with pytest.raises(ValueError, match="attention backend 'flash'.*reset_attention_backend"):
         select_noise(pipe, None, AnseConfig(num_candidates=2), seeds=[0, 1], **kw)
@@ -453,3 +461,14 @@ def test_probe_tolerates_model_cpu_offload():
     pipe.enable_model_cpu_offload(device="cpu")
     after = select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw).scores.bansa.to_numpy()
     np.testing.assert_array_equal(before, after)
+
+
+def test_probe_refuses_a_compiled_denoiser():
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    pipe.transformer = torch.compile(pipe.transformer)  # a wrapper: nothing is compiled until it runs
+    with pytest.raises(ValueError, match="torch.compile'd"):
+        select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw)
+    pipe, kw = T.tiny_cogvideox_pipeline(num_layers=1)
+    pipe.transformer.transformer_blocks[0].compile()  # in place, one block
+    with pytest.raises(ValueError, match="a block of it"):
+        select_noise(pipe, None, AnseConfig(), seeds=[0, 1], **kw)

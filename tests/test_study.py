@@ -199,6 +199,17 @@ def test_study_resumes_and_refuses_another_setup(toy_study, prompts_file, capsys
     assert (out / "shards" / "prompt-00000.json").stat().st_mtime_ns == shard0
     code, res = run(argv[:-1] + ["--layers", "all", "--no-progress"], capsys)  # another config: refused
     assert code == 2 and res.err.count("\n") == 1 and res.err.startswith("error: ") and "config" in res.err
+    code, res = run(argv + ["--batch-size", "1"], capsys)  # memory only: the same study
+    assert code == 0 and "nothing to do" in res.out
+    assert len(json.loads((out / "study.json").read_text())["runs"]) == 2  # the first run and the resume
+    for changed, field in ((["--seeds", "3"], "seeds"), (["--metrics", "toybench"], "metrics"),
+                           (["--model", str(ROOT / "data" / "toy_model_sd_schedule")], "model_hash")):
+        flags = dict(zip(argv[1::2], argv[2::2]))
+        flags.update(dict(zip(changed[::2], changed[1::2])))
+        other = ["study", *[x for kv in flags.items() for x in kv if x not in ("--save-videos", "--no-progress")],
+                 "--no-progress"]
+        code, res = run(other, capsys)
+        assert code == 2 and field in res.err, (field, res.err)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +232,8 @@ BAD = [
     (["--model", "TMP"], "not a diffusers pipeline folder"),
     (["--model", "/nonexistent/model"], "is not a folder"),
     (["--height", "64"], "the toy model makes 8 frames of 16 x 16 only"),
+    (["--out", "JUNK"], "is a file; give a folder"),
+    (["--prompts", "TWICE", "--save-videos", "yes"], "more than once"),
     (["--prompts", "UNKNOWN_WORD"], "unknown word"),
 ]
 
@@ -230,18 +243,20 @@ def test_study_bad_input_is_one_error_line(extra, message, prompts_file, tiny_co
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "unknown.txt").write_text("a big purple circle moving left\n")
     (tmp_path / "junk.txt").write_text("not a model")
+    (tmp_path / "twice.txt").write_text(f"{PROMPTS[0]}\n{PROMPTS[1]}\n{PROMPTS[0]}\n")
     swap = {"EMPTY": str(tmp_path / "empty.txt"), "TMP": str(tmp_path), "CKPT": str(tiny_cogvideox[0]),
-            "UNKNOWN_WORD": str(tmp_path / "unknown.txt")}
+            "UNKNOWN_WORD": str(tmp_path / "unknown.txt"), "JUNK": str(tmp_path / "junk.txt"),
+            "TWICE": str(tmp_path / "twice.txt")}
     args = {"--model": "toy", "--prompts": str(prompts_file), "--seeds": "2", "--out": str(tmp_path / "out")}
     flags = []
     for flag, value in zip(extra[::2], extra[1::2]):
         args.pop(flag, None)
-        flags += [flag, swap.get(value, value)]
+        flags += [flag] if value == "yes" else [flag, swap.get(value, value)]
     argv = ["study", *[x for kv in args.items() for x in kv], *flags, "--no-progress"]
     code, res = run(argv, capsys)
     assert code == 2, res
     assert res.err.count("\n") == 1 and res.err.startswith("error: ") and message in res.err, res.err
-    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing written (every check runs before any work)
 
 
 def test_study_on_a_real_layout_feeds_the_analysis(tiny_cogvideox, tmp_path, capsys):
