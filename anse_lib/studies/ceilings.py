@@ -38,11 +38,9 @@ def feature_columns(table: pd.DataFrame, kind: str) -> list[str]:
 
 def with_spread_terms(table: pd.DataFrame) -> pd.DataFrame:
     """Add ``h_spread_term_XX_H`` = ``h_kept_mass_term_XX_H`` - ``h_bansa_XX_H`` (BANSA's other term)."""
-    out = table.copy()
-    for col in [c for c in table.columns if c.startswith("h_kept_mass_term_")]:
-        tail = col[len("h_kept_mass_term_"):]
-        out[f"h_spread_term_{tail}"] = table[col] - table[f"h_bansa_{tail}"]
-    return out
+    tails = [c[len("h_kept_mass_term_"):] for c in table.columns if c.startswith("h_kept_mass_term_")]
+    spread = {f"h_spread_term_{t}": table[f"h_kept_mass_term_{t}"] - table[f"h_bansa_{t}"] for t in tails}
+    return pd.concat([table, pd.DataFrame(spread, index=table.index)], axis=1)
 
 
 def within_prompt_z(table: pd.DataFrame, target: str, key: str = "prompt_index") -> pd.Series:
@@ -188,7 +186,7 @@ def by_rank(table: pd.DataFrame, score, target: str, key: str = "prompt_index") 
     return centred.groupby(rank).mean().rename_axis("rank")
 
 
-def selector_differences(train: pd.DataFrame, test: pd.DataFrame, depth: int, target: str,
+def selector_differences(train: pd.DataFrame | None, test: pd.DataFrame, depth: int, target: str,
                          feature_sets: dict[str, list[str]]) -> tuple[dict[str, pd.Series], dict[str, Ridge]]:
     """Per prompt of ``test``, each selector's pick minus random on ``target``: ANSE (layers 1..``depth``),
     a ridge per feature set (fitted on ``train`` only), and the oracle. Returns the differences and the fits."""
