@@ -222,13 +222,8 @@ def select_noise(
         seeds = _draw_seeds(config.num_candidates, generator)
     m = config.num_candidates
     batch_size = m if config.batch_size is None else config.batch_size
-    model = denoiser(pipe)
-    layer_ids = _resolve_layers(model, config.depth, config.layers, config.attention)
-    score_step = _check_score_step(pipe, config.score_step, pipe_kwargs.get("num_inference_steps"))
-    call_kwargs, score_kwargs, cfg, score_cfg = _scoring_call(pipe, model, config.branch, score_step, pipe_kwargs)
-    b = config.bansa
-    probe_kwargs = dict(attention=config.attention, rows=config.rows, k=b.num_masks, drop_prob=b.drop_prob,
-                        mask_seed=b.mask_seed, row_sample=b.row_sample, block_rows=config.block_rows)
+    model, layer_ids, score_step, call_kwargs, score_kwargs, cfg, score_cfg, probe_kwargs = scoring_setup(
+        pipe, config, pipe_kwargs)
 
     per_layer, empty, latents = [], [], []
     bar = tqdm(total=m, desc="scoring candidates", unit="seed", disable=not progress)
@@ -258,6 +253,20 @@ def select_noise(
                                scores=table, config=config, layers=layer_ids, winner_index=winner, prompt=prompt,
                                pipeline_kwargs=dict(shown, guidance=cfg), seconds=time.perf_counter() - t0,
                                candidate_latents=candidate_latents)
+
+
+def scoring_setup(pipe, config: AnseConfig, pipe_kwargs: dict) -> tuple:
+    """What a scoring pass of ``config`` needs, resolved once: ``(model, layer_ids, score_step,
+    call_kwargs, score_kwargs, cfg, score_cfg, probe_kwargs)`` (see :func:`_scoring_call`);
+    ``probe_kwargs`` are the :class:`~anse_lib.probe.AttentionProbe` settings of the config."""
+    model = denoiser(pipe)
+    layer_ids = _resolve_layers(model, config.depth, config.layers, config.attention)
+    score_step = _check_score_step(pipe, config.score_step, pipe_kwargs.get("num_inference_steps"))
+    call_kwargs, score_kwargs, cfg, score_cfg = _scoring_call(pipe, model, config.branch, score_step, pipe_kwargs)
+    b = config.bansa
+    probe_kwargs = dict(attention=config.attention, rows=config.rows, k=b.num_masks, drop_prob=b.drop_prob,
+                        mask_seed=b.mask_seed, row_sample=b.row_sample, block_rows=config.block_rows)
+    return model, layer_ids, score_step, call_kwargs, score_kwargs, cfg, score_cfg, probe_kwargs
 
 
 def _score_batch(pipe, model, prompt, seeds, layer_ids, branch, cfg, score_step, call_kwargs, probe_kwargs):

@@ -46,7 +46,7 @@ from .config import AnseConfig
 from .metrics import VideoMetric
 from .provenance import atomic_write_bytes, atomic_write_text, sha256_file
 from .rowstats import row_statistics
-from .select import _check_score_step, _resolve_layers, _scoring_call, denoiser, run_probe, select_noise
+from .select import _resolve_layers, denoiser, run_probe, scoring_setup, select_noise
 
 #: provenance fields that must agree for two runs to share a folder
 KEY_FIELDS = ("model_hash", "pipeline", "score_config", "prompts_sha256", "seeds", "metrics", "pipeline_kwargs",
@@ -175,13 +175,9 @@ def first_step_baselines(pipe, prompt: str, seeds: list[int], config: AnseConfig
     (evenly spaced) and summarised with :func:`~anse_lib.rowstats.row_statistics` (the probe's masks).
     Returns columns ``entropy_XX``, ``collision_XX``, ``kept_mass_XX`` per layer ``XX``.
     """
-    model = denoiser(pipe)
-    layer_ids = _resolve_layers(model, config.depth, config.layers, config.attention)
-    step = _check_score_step(pipe, config.score_step, pipe_kwargs.get("num_inference_steps"))
-    _, score_kwargs, _, score_cfg = _scoring_call(pipe, model, config.branch, step, pipe_kwargs)
+    model, layer_ids, step, _, score_kwargs, _, score_cfg, probe_kwargs = scoring_setup(pipe, config, pipe_kwargs)
+    probe_kwargs = dict(probe_kwargs, row_sample=None, keep_inputs=True)  # the baselines read every row's q and k
     b = config.bansa
-    probe_kwargs = dict(attention=config.attention, rows=config.rows, k=b.num_masks, drop_prob=b.drop_prob,
-                        mask_seed=b.mask_seed, keep_inputs=True)
     size = config.batch_size or 2  # the kept queries and keys of every scored layer: keep the batch small
     rows = []
     for start in range(0, len(seeds), size):
