@@ -46,7 +46,7 @@ from anse_lib.calibrate import calibration_from_scores
 from anse_lib.capture import capture_attention
 from anse_lib.provenance import model_hash
 from anse_lib.select import select_noise
-from anse_lib.studies.selectors import initial_noise
+from anse_lib.studies.selectors import initial_noise, recorded_steps
 from anse_lib.toyworld import DEFAULT_MODEL_DIR, load_toy_pipeline, toybench
 from anse_lib.toyworld.pipeline import DEFAULT_STEPS
 from anse_lib.toyworld.world import WorldSplit, distinct_prompt_texts
@@ -84,21 +84,10 @@ def training_prompts(n: int = 128) -> list[str]:
 def generate_recording(pipe, prompt: str, seeds: list[int], steps=X0_STEPS):
     """Final videos ``(S, F, H, W, 3)`` in [0, 1] at the pipeline's defaults, and the sampler's
     ``pred_original_sample`` after each of ``steps`` model calls (``{s: (S, F, C, H, W)}``)."""
-    sched, original, seen = pipe.scheduler, pipe.scheduler.step, []
-
-    def step(*args, **kwargs):
-        kwargs["return_dict"] = True
-        out = original(*args, **kwargs)
-        seen.append(out.pred_original_sample.detach().float().clone())
-        return (out.prev_sample,)
-
-    sched.step = step
-    try:
+    with recorded_steps(pipe.scheduler) as seen:
         frames = pipe(prompt, num_inference_steps=DEFAULT_STEPS, num_videos_per_prompt=len(seeds),
                       generator=[torch.Generator().manual_seed(int(s)) for s in seeds]).frames
-    finally:
-        del sched.step
-    return frames, {s: seen[s - 1] for s in steps}
+    return frames, {s: seen[s - 1][0].float() for s in steps}
 
 
 def study_chunk(pipe, seeds: list[int]):

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..toyworld import toybench
-from .selectors import _Enough, initial_noise, lookahead_x0
+from .selectors import initial_noise, lookahead_x0, recorded_steps
 
 
 def schedule_numbers(scheduler, num_inference_steps: int = 25) -> dict:
@@ -46,27 +46,13 @@ def first_update(pipe, prompt: str, seed: int, num_inference_steps: int = 25, **
     sqrt(1 - a') x_T)|``.
     """
     sched = pipe.scheduler
-    original = sched.step
-    seen = {}
-
-    def step(*args, **kwargs):
-        kwargs["return_dict"] = True
-        out = original(*args, **kwargs)
-        seen.update(x0=out.pred_original_sample.detach().double(), x_next=out.prev_sample.detach().double())
-        raise _Enough
-
-    sched.step = step
-    try:
+    with recorded_steps(sched, stop_after=1) as seen:
         pipe(prompt, num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(int(seed)),
              output_type="latent", **pipe_kwargs)
-    except _Enough:
-        pass
-    finally:
-        del sched.step  # back to the class method
+    x0, x_next = (t.double() for t in seen[0])
     x_t = initial_noise(pipe, [seed]).double()
     t, t_next = int(sched.timesteps[0]), int(sched.timesteps[1])
     a, a_next = float(sched.alphas_cumprod[t]), float(sched.alphas_cumprod[t_next])
-    x0, x_next = seen["x0"], seen["x_next"]
     eps_hat = (x_next - a_next ** 0.5 * x0) / (1 - a_next) ** 0.5
     return {"first t": t, "alpha_bar": a, "max |eps_hat - x_T|": float((eps_hat - x_t).abs().max()),
             "max |x_next - (sqrt(a') x0_hat + sqrt(1-a') x_T)|":

@@ -16,6 +16,8 @@ Study helper for: Notebook 05 and `benchmarks/score_quality_study.py`.
 """
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -106,27 +108,38 @@ def lookahead_x0(pipe, prompt: str, seeds: list[int], steps=(1, 2, 3, 5, 10), **
     total = pipe_kwargs.get("num_inference_steps")
     if steps[0] < 1 or (total is not None and steps[-1] > total):
         raise ValueError(f"steps {steps} must be in 1..num_inference_steps")
-    scheduler = pipe.scheduler
+    with recorded_steps(pipe.scheduler, stop_after=steps[-1]) as seen:
+        pipe(prompt, num_videos_per_prompt=len(seeds), generator=[torch.Generator().manual_seed(int(s)) for s in seeds],
+             output_type="latent", **pipe_kwargs)
+    return {s: seen[s - 1][0] for s in steps}
+
+
+@contextlib.contextmanager
+def recorded_steps(scheduler, stop_after: int | None = None):
+    """Record what the scheduler returns at each denoising step of the pipeline call made inside.
+
+    Yields a list that fills with ``(pred_original_sample, prev_sample)`` per step (copies, in the
+    scheduler's dtype); with ``stop_after``, the call ends after that many steps (the pipeline's
+    remaining work is skipped). The scheduler's own ``step`` is back on exit.
+    """
     original = scheduler.step
-    predictions: list[torch.Tensor] = []
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def step(*args, **kwargs):
         kwargs["return_dict"] = True
         out = original(*args, **kwargs)
-        predictions.append(out.pred_original_sample.detach().clone())
-        if len(predictions) >= steps[-1]:
+        seen.append((out.pred_original_sample.detach().clone(), out.prev_sample.detach().clone()))
+        if stop_after is not None and len(seen) >= stop_after:
             raise _Enough
         return (out.prev_sample,)
 
     scheduler.step = step
     try:
-        pipe(prompt, num_videos_per_prompt=len(seeds), generator=[torch.Generator().manual_seed(int(s)) for s in seeds],
-             output_type="latent", **pipe_kwargs)
+        yield seen
     except _Enough:
         pass
     finally:
         del scheduler.step  # back to the class method
-    return {s: predictions[s - 1] for s in steps}
 
 
 def initial_noise(pipe, seeds: list[int]) -> torch.Tensor:
